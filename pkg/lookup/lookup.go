@@ -1,0 +1,110 @@
+package lookup
+
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/types"
+)
+
+// Descriptor is what a HEAD of a manifest tells: the digest a tag resolves to (or the
+// digest itself, confirmed to exist) and the media type that says whether it is an index.
+type Descriptor struct {
+	Digest    v1.Hash
+	MediaType types.MediaType
+	Size      int64
+}
+
+// IsIndex reports whether the descriptor names an image index / manifest list.
+func (d Descriptor) IsIndex() bool { return d.MediaType.IsIndex() }
+
+// Kind classifies a failed lookup. The first four are verdicts: the registry answered
+// definitely. The rest are failures: nothing can be concluded about the image.
+type Kind int
+
+const (
+	// KindRepositoryUnknown: the registry has no such repository (404 / NAME_UNKNOWN).
+	KindRepositoryUnknown Kind = iota + 1
+	// KindManifestUnknown: the repository exists but not the tag or digest (MANIFEST_UNKNOWN).
+	KindManifestUnknown
+	// KindUnauthorized: the registry wants (other) credentials (401 / UNAUTHORIZED).
+	KindUnauthorized
+	// KindDenied: authenticated but not allowed (403 / DENIED).
+	KindDenied
+	// KindTimeout: the deadline passed before the registry answered.
+	KindTimeout
+	// KindUnreachable: DNS, dial, TLS, or the host's circuit breaker is open.
+	KindUnreachable
+	// KindRateLimited: 429 / TOOMANYREQUESTS.
+	KindRateLimited
+	// KindServerError: 5xx or a response that is not a valid registry answer.
+	KindServerError
+	// KindBlocked: the address is one the dial policy forbids (SSRF guard).
+	KindBlocked
+)
+
+var kindNames = map[Kind]string{
+	KindRepositoryUnknown: "repository unknown",
+	KindManifestUnknown:   "manifest unknown",
+	KindUnauthorized:      "unauthorized",
+	KindDenied:            "denied",
+	KindTimeout:           "timeout",
+	KindUnreachable:       "unreachable",
+	KindRateLimited:       "rate limited",
+	KindServerError:       "server error",
+	KindBlocked:           "blocked by dial policy",
+}
+
+func (k Kind) String() string {
+	if s, ok := kindNames[k]; ok {
+		return s
+	}
+	return fmt.Sprintf("Kind(%d)", int(k))
+}
+
+// IsVerdict reports whether the registry gave a definite answer about the image, as opposed
+// to failing to answer. Only verdicts may deny a pod regardless of onRegistryError.
+func (k Kind) IsVerdict() bool {
+	switch k {
+	case KindRepositoryUnknown, KindManifestUnknown, KindUnauthorized, KindDenied:
+		return true
+	}
+	return false
+}
+
+// Error is the error every registry lookup returns. It never carries credentials.
+type Error struct {
+	Kind Kind
+	// Host is the registry host the lookup was for.
+	Host string
+	// StatusCode is the HTTP status, when there was a response.
+	StatusCode int
+	// RetryAfter is what the registry asked for on 429, or zero.
+	RetryAfter time.Duration
+	// Err is the underlying cause.
+	Err error
+}
+
+func (e *Error) Error() string {
+	msg := fmt.Sprintf("registry %s: %s", e.Host, e.Kind)
+	if e.StatusCode != 0 {
+		msg += fmt.Sprintf(" (HTTP %d)", e.StatusCode)
+	}
+	if e.Err != nil {
+		msg += ": " + e.Err.Error()
+	}
+	return msg
+}
+
+func (e *Error) Unwrap() error { return e.Err }
+
+// KindOf returns the Kind of err, or 0 when err is not a lookup error.
+func KindOf(err error) Kind {
+	var le *Error
+	if errors.As(err, &le) {
+		return le.Kind
+	}
+	return 0
+}

@@ -1,0 +1,87 @@
+package policy
+
+import (
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// Mode says what a check's findings do to an admission.
+type Mode string
+
+const (
+	// Enforce denies the admission.
+	Enforce Mode = "enforce"
+	// Warn admits with an admission warning.
+	Warn Mode = "warn"
+	// Off drops the finding.
+	Off Mode = "off"
+)
+
+// Check names a group of reason codes that share a mode.
+type Check string
+
+const (
+	// CheckInvalidReference covers InvalidReference.
+	CheckInvalidReference Check = "invalidReference"
+	// CheckExistence covers ImageNotFound, TagNotFound and DigestNotFound.
+	CheckExistence Check = "existence"
+	// CheckPullSecrets covers PullSecretMissing, PullSecretInvalid, NoCredentials and
+	// CredentialsRejected.
+	CheckPullSecrets Check = "pullSecrets"
+	// CheckPlatform covers PlatformMismatch.
+	CheckPlatform Check = "platform"
+	// CheckUnpinnedTag covers UnpinnedTag.
+	CheckUnpinnedTag Check = "unpinnedTag"
+	// CheckRegistryAllowed covers RegistryNotAllowed.
+	CheckRegistryAllowed Check = "registryAllowed"
+)
+
+// Policy is the content of the policy.yaml key of pullgate's ConfigMap.
+type Policy struct {
+	// Checks sets a mode per check; a check left out keeps its default.
+	Checks map[Check]Mode `json:"checks,omitempty"`
+	// OnRegistryError is what a registry that cannot be asked (unreachable, timeout, 429,
+	// 5xx) does to an admission: Warn (default) admits with a warning, Enforce denies.
+	OnRegistryError Mode `json:"onRegistryError,omitempty"`
+	// LookupTimeout bounds all registry work for one admission. Default 5s. It must stay
+	// below the webhook configuration's timeoutSeconds.
+	LookupTimeout metav1.Duration `json:"lookupTimeout,omitempty"`
+	// Cache sets the registry cache's lifetimes and size.
+	Cache CachePolicy `json:"cache,omitempty"`
+	// ExemptNamespaces are never checked.
+	ExemptNamespaces []string `json:"exemptNamespaces,omitempty"`
+	// ExemptImages are path.Match patterns on the full reference as written in the pod
+	// after normalisation (e.g. "registry.k8s.io/*", "docker.io/library/busybox:*").
+	ExemptImages []string `json:"exemptImages,omitempty"`
+	// Registries restricts and opens registry hosts.
+	Registries RegistryPolicy `json:"registries,omitempty"`
+	// NamespaceModeLabel is the namespace label whose value (enforce, warn or off) overrides
+	// every check's mode for that namespace. Default "pullgate.io/mode".
+	NamespaceModeLabel string `json:"namespaceModeLabel,omitempty"`
+}
+
+// CachePolicy sets the registry cache's lifetimes and bound.
+type CachePolicy struct {
+	// TagTTL is how long a tag → digest answer is reused. Default 5m.
+	TagTTL metav1.Duration `json:"tagTTL,omitempty"`
+	// NegativeTTL is how long a "not found" answer is reused. Default 30s.
+	NegativeTTL metav1.Duration `json:"negativeTTL,omitempty"`
+	// MaxEntries bounds each cache (digest-addressed content, tags, negatives). Default 10000.
+	MaxEntries int `json:"maxEntries,omitempty"`
+}
+
+// RegistryPolicy restricts which registries images may come from and which addresses the
+// registry client may dial.
+type RegistryPolicy struct {
+	// Allowed, when not empty, is the only registry hosts images may name (RegistryNotAllowed
+	// otherwise). Entries are host[:port], "*.example.com" matches subdomains.
+	Allowed []string `json:"allowed,omitempty"`
+	// Denied registry hosts are always refused; Denied wins over Allowed.
+	Denied []string `json:"denied,omitempty"`
+	// AllowLoopback lets the registry client dial 127.0.0.0/8 and ::1. Default false.
+	AllowLoopback bool `json:"allowLoopback,omitempty"`
+	// AllowPrivateNetworks lets the registry client dial RFC 1918 and fc00::/7 addresses.
+	// Default false. Link-local and cloud metadata addresses are never dialled.
+	AllowPrivateNetworks bool `json:"allowPrivateNetworks,omitempty"`
+	// Insecure lists registry hosts reached over plain HTTP (loopback hosts always may be).
+	Insecure []string `json:"insecure,omitempty"`
+}
