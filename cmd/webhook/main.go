@@ -1,0 +1,195 @@
+// Command webhook runs pullgate's admission webhook: it serves /validate over TLS, keeps the
+// policy in step with its ConfigMap, and exposes health probes and Prometheus metrics.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"net/http"
+	"os"
+	"strings"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/types"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/healthz"
+	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+	"sigs.k8s.io/controller-runtime/pkg/webhook"
+	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
+
+	"github.com/pullgate/pullgate/pkg/nodes"
+	"github.com/pullgate/pullgate/pkg/policy"
+	"github.com/pullgate/pullgate/pkg/registrycache"
+	"github.com/pullgate/pullgate/pkg/validate"
+	pgwebhook "github.com/pullgate/pullgate/pkg/webhook"
+)
+
+// version is set at build time with -ldflags "-X main.version=...".
+var version = "dev"
+
+// config is the process configuration, from flags.
+type config struct {
+	// CertDir holds tls.crt and tls.key; they are reloaded when they change.
+	CertDir string
+	// Port is the webhook's HTTPS port.
+	Port int
+	// PolicyConfigMap is NAMESPACE/NAME of the ConfigMap holding policy.yaml, watched.
+	PolicyConfigMap string
+	// PolicyFile is a policy.yaml read once at start; mutually exclusive with PolicyConfigMap.
+	PolicyFile string
+	// MetricsAddr serves Prometheus metrics; "0" disables.
+	MetricsAddr string
+	// ProbeAddr serves /healthz and /readyz.
+	ProbeAddr string
+}
+
+// Validate checks the configuration as a whole.
+func (c *config) Validate() error {
+	var errs []error
+	if c.Port < 1 || c.Port > 65535 {
+		errs = append(errs, fmt.Errorf("--port %d is not a TCP port", c.Port))
+	}
+	if c.PolicyConfigMap != "" && c.PolicyFile != "" {
+		errs = append(errs, errors.New("--policy-configmap and --policy-file are mutually exclusive"))
+	}
+	if c.PolicyConfigMap != "" {
+		if _, err := c.policyKey(); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func (c *config) policyKey() (types.NamespacedName, error) {
+	ns, name, ok := strings.Cut(c.PolicyConfigMap, "/")
+	if !ok || ns == "" || name == "" || strings.Contains(name, "/") {
+		return types.NamespacedName{}, fmt.Errorf("--policy-configmap %q is not NAMESPACE/NAME", c.PolicyConfigMap)
+	}
+	return types.NamespacedName{Namespace: ns, Name: name}, nil
+}
+
+func main() {
+	var cfg config
+	flag.StringVar(&cfg.CertDir, "cert-dir", "/tmp/k8s-webhook-server/serving-certs", "directory holding tls.crt and tls.key (reloaded on change)")
+	flag.IntVar(&cfg.Port, "port", 9443, "HTTPS port of the webhook server")
+	flag.StringVar(&cfg.PolicyConfigMap, "policy-configmap", "", "NAMESPACE/NAME of the ConfigMap holding policy.yaml (watched; an invalid update keeps the last good policy)")
+	flag.StringVar(&cfg.PolicyFile, "policy-file", "", "path of a policy.yaml read at start, instead of a ConfigMap")
+	flag.StringVar(&cfg.MetricsAddr, "metrics-bind-address", ":8080", "address of the Prometheus metrics endpoint; 0 disables it")
+	flag.StringVar(&cfg.ProbeAddr, "health-probe-bind-address", ":8081", "address of the /healthz and /readyz endpoints")
+	zapOpts := zap.Options{}
+	zapOpts.BindFlags(flag.CommandLine)
+	flag.Parse()
+	ctrl.SetLogger(zap.New(zap.UseFlagOptions(&zapOpts)))
+
+	if err := run(ctrl.SetupSignalHandler(), cfg); err != nil {
+		ctrl.Log.Error(err, "pullgate webhook failed")
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context, cfg config) error {
+	log := ctrl.Log.WithName("setup")
+	if err := cfg.Validate(); err != nil {
+		return fmt.Errorf("invalid flags: %w", err)
+	}
+
+	initial := policy.Default()
+	if cfg.PolicyFile != "" {
+		p, err := policy.LoadFile(cfg.PolicyFile)
+		if err != nil {
+			return fmt.Errorf("loading policy file: %w", err)
+		}
+		initial = p
+	}
+	store := policy.NewStore(initial)
+
+	scheme := runtime.NewScheme()
+	if err := clientgoscheme.AddToScheme(scheme); err != nil {
+		return fmt.Errorf("building scheme: %w", err)
+	}
+	cacheOpts := cache.Options{}
+	var policyKey types.NamespacedName
+	if cfg.PolicyConfigMap != "" {
+		policyKey, _ = cfg.policyKey()
+		cacheOpts.ByObject = policy.CacheByObject(policyKey)
+	}
+
+	restCfg, err := ctrl.GetConfig()
+	if err != nil {
+		return fmt.Errorf("loading kubeconfig: %w", err)
+	}
+	mgr, err := ctrl.NewManager(restCfg, ctrl.Options{
+		Scheme:                 scheme,
+		Cache:                  cacheOpts,
+		Metrics:                metricsserver.Options{BindAddress: cfg.MetricsAddr},
+		HealthProbeBindAddress: cfg.ProbeAddr,
+		WebhookServer:          webhook.NewServer(webhook.Options{Port: cfg.Port, CertDir: cfg.CertDir}),
+	})
+	if err != nil {
+		return fmt.Errorf("creating manager: %w", err)
+	}
+
+	if cfg.PolicyConfigMap != "" {
+		if err := policy.NewConfigMapWatcher(store, policyKey).SetupWithManager(mgr); err != nil {
+			return err
+		}
+	}
+
+	// Start the informers the checks read from now, so the first admission does not wait
+	// for a sync and readiness means "can answer".
+	for _, obj := range []client.Object{&corev1.Namespace{}, &corev1.Secret{}, &corev1.ServiceAccount{}} {
+		if _, err := mgr.GetCache().GetInformer(ctx, obj); err != nil {
+			return fmt.Errorf("starting informer for %T: %w", obj, err)
+		}
+	}
+	platforms := nodes.NewPlatforms()
+	if err := platforms.Watch(ctx, mgr.GetCache()); err != nil {
+		return err
+	}
+
+	pol := store.Load()
+	registries := registrycache.New(
+		registrycache.WithTagTTL(pol.Cache.TagTTL.Duration),
+		registrycache.WithNegativeTTL(pol.Cache.NegativeTTL.Duration),
+		registrycache.WithMaxEntries(pol.Cache.MaxEntries),
+		registrycache.WithDialPolicy(registrycache.DialPolicy{
+			AllowLoopback:        pol.Registries.AllowLoopback,
+			AllowPrivateNetworks: pol.Registries.AllowPrivateNetworks,
+		}),
+		registrycache.WithUserAgent("pullgate/"+version),
+	)
+	validator := &pgwebhook.Validator{
+		Checker: &validate.Checker{Registry: registries, NodePlatforms: platforms.Get},
+		Policy:  store,
+		Reader:  mgr.GetClient(),
+	}
+	mgr.GetWebhookServer().Register(pgwebhook.ValidatePath, &admission.Webhook{Handler: validator})
+
+	if err := mgr.AddHealthzCheck("healthz", healthz.Ping); err != nil {
+		return fmt.Errorf("adding health check: %w", err)
+	}
+	if err := mgr.AddReadyzCheck("webhook", mgr.GetWebhookServer().StartedChecker()); err != nil {
+		return fmt.Errorf("adding webhook readiness check: %w", err)
+	}
+	if err := mgr.AddReadyzCheck("informers", func(req *http.Request) error {
+		if !mgr.GetCache().WaitForCacheSync(req.Context()) {
+			return errors.New("informers not synced")
+		}
+		return nil
+	}); err != nil {
+		return fmt.Errorf("adding informer readiness check: %w", err)
+	}
+
+	log.Info("Starting pullgate webhook", "version", version, "port", cfg.Port, "policyConfigMap", cfg.PolicyConfigMap, "policyFile", cfg.PolicyFile)
+	if err := mgr.Start(ctx); err != nil {
+		return fmt.Errorf("running manager: %w", err)
+	}
+	return nil
+}

@@ -1,0 +1,212 @@
+package testregistry
+
+import (
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/google/go-containerregistry/pkg/registry"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/empty"
+	"github.com/google/go-containerregistry/pkg/v1/mutate"
+	"github.com/google/go-containerregistry/pkg/v1/random"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+)
+
+// Registry is a running registry. Host is what image references name (127.0.0.1:PORT).
+type Registry struct {
+	Host string
+
+	server *httptest.Server
+	// push reaches the registry without auth or faults, for setting up content.
+	push *httptest.Server
+
+	mu     sync.Mutex
+	counts map[string]int
+	fault  http.HandlerFunc
+}
+
+// Option configures a Registry.
+type Option func(*settings)
+
+type settings struct {
+	user, password string
+}
+
+// WithBasicAuth makes the registry answer 401 to requests without these credentials.
+func WithBasicAuth(user, password string) Option {
+	return func(s *settings) { s.user, s.password = user, password }
+}
+
+// New starts a registry that stops when the test ends.
+func New(t testing.TB, opts ...Option) *Registry {
+	t.Helper()
+	var s settings
+	for _, o := range opts {
+		o(&s)
+	}
+	backend := registry.New(registry.Logger(discardLogger()))
+	r := &Registry{counts: make(map[string]int)}
+	r.server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		r.count(req)
+		r.mu.Lock()
+		fault := r.fault
+		r.mu.Unlock()
+		if fault != nil {
+			fault(w, req)
+			return
+		}
+		if s.user != "" {
+			if u, p, ok := req.BasicAuth(); !ok || u != s.user || p != s.password {
+				w.Header().Set("WWW-Authenticate", `Basic realm="testregistry"`)
+				w.Header().Set("Content-Type", "application/json")
+				w.WriteHeader(http.StatusUnauthorized)
+				fmt.Fprint(w, `{"errors":[{"code":"UNAUTHORIZED","message":"authentication required"}]}`)
+				return
+			}
+		}
+		backend.ServeHTTP(w, req)
+	}))
+	r.push = httptest.NewServer(backend)
+	t.Cleanup(func() {
+		r.server.CloseClientConnections()
+		r.server.Close()
+		r.push.Close()
+	})
+	r.Host = strings.TrimPrefix(r.server.URL, "http://")
+	return r
+}
+
+// SetFault makes every request be answered by fault instead of the registry; nil restores it.
+func (r *Registry) SetFault(fault http.HandlerFunc) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.fault = fault
+}
+
+// Close stops the registry now, so its address refuses connections.
+func (r *Registry) Close() {
+	r.server.CloseClientConnections()
+	r.server.Close()
+}
+
+func (r *Registry) count(req *http.Request) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.counts[req.Method+" "+kindOfPath(req.URL.Path)]++
+}
+
+// kindOfPath names the endpoint of a registry path: manifests, blobs, tags, ping.
+func kindOfPath(p string) string {
+	switch {
+	case strings.Contains(p, "/manifests/"):
+		return "manifests"
+	case strings.Contains(p, "/blobs/"):
+		return "blobs"
+	case strings.HasSuffix(p, "/tags/list"):
+		return "tags"
+	case p == "/v2/" || p == "/v2":
+		return "ping"
+	}
+	return "other"
+}
+
+// Requests returns how many requests of a method reached an endpoint kind (manifests, blobs,
+// tags, ping) since the last Reset.
+func (r *Registry) Requests(method, kind string) int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.counts[method+" "+kind]
+}
+
+// TotalRequests counts every request since the last Reset.
+func (r *Registry) TotalRequests() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	n := 0
+	for _, c := range r.counts {
+		n += c
+	}
+	return n
+}
+
+// Reset zeroes the request counters.
+func (r *Registry) Reset() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	clear(r.counts)
+}
+
+// Ref returns HOST/repo followed by suffix (":tag" or "@sha256:...").
+func (r *Registry) Ref(repo, suffix string) string { return r.Host + "/" + repo + suffix }
+
+// Image returns a random single-platform image for os/arch.
+func Image(t testing.TB, os, arch string) v1.Image {
+	t.Helper()
+	img, err := random.Image(256, 1)
+	if err != nil {
+		t.Fatalf("random image: %v", err)
+	}
+	cf, err := img.ConfigFile()
+	if err != nil {
+		t.Fatalf("config file: %v", err)
+	}
+	cf = cf.DeepCopy()
+	cf.OS, cf.Architecture = os, arch
+	img, err = mutate.ConfigFile(img, cf)
+	if err != nil {
+		t.Fatalf("setting platform: %v", err)
+	}
+	return img
+}
+
+// PushImage pushes a single-platform image as repo:tag and returns its digest.
+func (r *Registry) PushImage(t testing.TB, repo, tag, os, arch string) v1.Hash {
+	t.Helper()
+	img := Image(t, os, arch)
+	ref := r.pushRef(t, repo, tag)
+	if err := remote.Write(ref, img); err != nil {
+		t.Fatalf("pushing %s: %v", ref, err)
+	}
+	d, err := img.Digest()
+	if err != nil {
+		t.Fatalf("digest: %v", err)
+	}
+	return d
+}
+
+// PushIndex pushes a multi-platform index (one image per "os/arch") as repo:tag and returns
+// its digest.
+func (r *Registry) PushIndex(t testing.TB, repo, tag string, platforms ...string) v1.Hash {
+	t.Helper()
+	var idx v1.ImageIndex = empty.Index
+	for _, p := range platforms {
+		os, arch, _ := strings.Cut(p, "/")
+		idx = mutate.AppendManifests(idx, mutate.IndexAddendum{
+			Add:        Image(t, os, arch),
+			Descriptor: v1.Descriptor{Platform: &v1.Platform{OS: os, Architecture: arch}},
+		})
+	}
+	ref := r.pushRef(t, repo, tag)
+	if err := remote.WriteIndex(ref, idx); err != nil {
+		t.Fatalf("pushing index %s: %v", ref, err)
+	}
+	d, err := idx.Digest()
+	if err != nil {
+		t.Fatalf("digest: %v", err)
+	}
+	return d
+}
+
+func (r *Registry) pushRef(t testing.TB, repo, tag string) name.Reference {
+	t.Helper()
+	ref, err := name.ParseReference(strings.TrimPrefix(r.push.URL, "http://") + "/" + repo + ":" + tag)
+	if err != nil {
+		t.Fatalf("parsing push reference: %v", err)
+	}
+	return ref
+}

@@ -1,0 +1,431 @@
+package validate
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+
+	"github.com/google/go-containerregistry/pkg/authn"
+	"github.com/google/go-containerregistry/pkg/name"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	corev1 "k8s.io/api/core/v1"
+
+	"github.com/pullgate/pullgate/pkg/lookup"
+	"github.com/pullgate/pullgate/pkg/policy"
+	"github.com/pullgate/pullgate/pkg/pullsecrets"
+)
+
+// Registry is what the checks ask of registries. pkg/registrycache implements it.
+type Registry interface {
+	// Resolve confirms a reference exists (a HEAD) and returns its descriptor.
+	Resolve(ctx context.Context, ref name.Reference, auth authn.Authenticator) (lookup.Descriptor, error)
+	// Platforms returns the platforms the manifest at a digest is built for.
+	Platforms(ctx context.Context, ref name.Digest, auth authn.Authenticator) ([]v1.Platform, error)
+	// Tags lists at most limit tags of a repository.
+	Tags(ctx context.Context, repo name.Repository, auth authn.Authenticator, limit int) ([]string, error)
+}
+
+// Pod is what the checks need to know about one pod (or pod template).
+type Pod struct {
+	Namespace       string
+	NamespaceLabels map[string]string
+	Spec            *corev1.PodSpec
+	// Keyring holds the pull secrets the kubelet would use; nil means none.
+	Keyring *pullsecrets.Keyring
+}
+
+// Checker runs the checks. Its zero value is not usable: Registry is required.
+type Checker struct {
+	Registry Registry
+	// NodePlatforms returns the os/arch of the cluster's Ready nodes. When it is nil or
+	// returns nothing, the platform check is skipped: there is nothing to compare with.
+	NodePlatforms func() []Platform
+	// Parallelism bounds how many distinct images of one pod are looked up at once. Zero means 8.
+	Parallelism int
+}
+
+// tagListLimit bounds the tag listing behind "did you mean" suggestions.
+const tagListLimit = 1000
+
+// container is one container of any of the three kinds, as the checks see it.
+type container struct {
+	name, image string
+	never       bool
+}
+
+func containersOf(spec *corev1.PodSpec) []container {
+	var out []container
+	add := func(name, image string, policy corev1.PullPolicy) {
+		out = append(out, container{name: name, image: image, never: policy == corev1.PullNever})
+	}
+	for _, c := range spec.InitContainers {
+		add(c.Name, c.Image, c.ImagePullPolicy)
+	}
+	for _, c := range spec.Containers {
+		add(c.Name, c.Image, c.ImagePullPolicy)
+	}
+	for _, c := range spec.EphemeralContainers {
+		add(c.Name, c.Image, c.ImagePullPolicy)
+	}
+	return out
+}
+
+// Check returns every finding for pod under pol, with severities decided by the policy;
+// findings whose check is off are left out.
+func (c *Checker) Check(ctx context.Context, pol *policy.Policy, pod Pod) []Finding {
+	if pod.Keyring == nil {
+		pod.Keyring = &pullsecrets.Keyring{}
+	}
+	r := run{checker: c, pol: pol, pod: pod}
+	if c.NodePlatforms != nil && pol.ModeFor(policy.CheckPlatform, pod.NamespaceLabels) != policy.Off {
+		r.platforms = schedulablePlatforms(c.NodePlatforms(), pod.Spec)
+	}
+
+	// Containers that share an image (and pull policy) share one look-up.
+	containers := containersOf(pod.Spec)
+	type key struct {
+		image string
+		never bool
+	}
+	results := make(map[key][]Finding)
+	var order []key
+	for _, ctr := range containers {
+		k := key{ctr.image, ctr.never}
+		if _, ok := results[k]; !ok {
+			results[k] = nil
+			order = append(order, k)
+		}
+	}
+	parallelism := c.Parallelism
+	if parallelism <= 0 {
+		parallelism = 8
+	}
+	sem := make(chan struct{}, parallelism)
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	for _, k := range order {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			fs := r.checkImage(ctx, k.image, k.never)
+			mu.Lock()
+			results[k] = fs
+			mu.Unlock()
+		}()
+	}
+	wg.Wait()
+
+	var findings []Finding
+	for _, ctr := range containers {
+		for _, f := range results[key{ctr.image, ctr.never}] {
+			f.Container = ctr.name
+			findings = append(findings, f)
+		}
+	}
+	return append(findings, r.unusedSecretProblems()...)
+}
+
+// run is the state of one Check call.
+type run struct {
+	checker   *Checker
+	pol       *policy.Policy
+	pod       Pod
+	platforms []Platform
+
+	mu sync.Mutex
+	// citedSecrets are secrets a deny-level finding already names.
+	citedSecrets map[string]bool
+}
+
+// finding builds a finding with the severity the policy gives it, or reports false when the
+// policy turns its check off. natural is the severity in enforce mode.
+func (r *run) finding(reason Reason, natural Severity, image, msg, fix string) (Finding, bool) {
+	var mode policy.Mode
+	if check := reason.check(); check != "" {
+		mode = r.pol.ModeFor(check, r.pod.NamespaceLabels)
+	} else {
+		mode = r.pol.RegistryErrorMode(r.pod.NamespaceLabels)
+	}
+	f := Finding{Reason: reason, Image: image, Severity: natural, Message: msg, Fix: fix}
+	switch mode {
+	case policy.Off:
+		return f, false
+	case policy.Warn:
+		f.Severity = Warn
+	}
+	return f, true
+}
+
+func (r *run) checkImage(ctx context.Context, image string, never bool) []Finding {
+	var out []Finding
+	add := func(reason Reason, natural Severity, msg, fix string) {
+		if f, ok := r.finding(reason, natural, image, msg, fix); ok {
+			out = append(out, f)
+		}
+	}
+
+	ref, err := name.ParseReference(image)
+	if err != nil {
+		add(InvalidReference, Deny, fmt.Sprintf("image %q is not a valid reference", truncate(image, 80)),
+			"write it as [registry/]repository[:tag][@sha256:digest], lower case")
+		return out
+	}
+	if r.pol.ImageExempt(familiarName(ref)) {
+		return nil
+	}
+	repo := ref.Context()
+	host := registryHost(repo)
+	if !r.pol.RegistryAllowed(host) {
+		add(RegistryNotAllowed, Deny, fmt.Sprintf("registry %s is not allowed by the cluster's pullgate policy", host),
+			"use an image from an allowed registry (ask your cluster operator which)")
+		return out
+	}
+	if tag, ok := ref.(name.Tag); ok && tag.TagStr() == name.DefaultTag {
+		add(UnpinnedTag, Deny, "image has no tag or uses :latest, so nodes may run different versions",
+			"pin a version tag or a digest (image:1.2.3 or image@sha256:…)")
+	}
+	if never {
+		// The kubelet will not pull: the image must already be on the node.
+		return out
+	}
+
+	desc, auth, err := r.resolve(ctx, ref)
+	if err != nil {
+		return append(out, r.lookupFindings(ctx, ref, image, auth, err)...)
+	}
+	if len(r.platforms) > 0 {
+		out = append(out, r.checkPlatform(ctx, ref, image, desc, auth)...)
+	}
+	return out
+}
+
+// resolve looks ref up as the kubelet would pull it: with each credential that applies, in
+// order, until one is accepted; anonymously when none applies. It returns the authenticator
+// of the last attempt.
+func (r *run) resolve(ctx context.Context, ref name.Reference) (lookup.Descriptor, authn.Authenticator, error) {
+	creds := r.pod.Keyring.Credentials(ref.Context())
+	if len(creds) == 0 {
+		desc, err := r.checker.Registry.Resolve(ctx, ref, authn.Anonymous)
+		return desc, authn.Anonymous, err
+	}
+	var rejected error
+	for _, cred := range creds {
+		desc, err := r.checker.Registry.Resolve(ctx, ref, cred.Auth)
+		if err == nil {
+			return desc, cred.Auth, nil
+		}
+		if k := lookup.KindOf(err); k != lookup.KindUnauthorized && k != lookup.KindDenied {
+			return desc, cred.Auth, err
+		}
+		rejected = &rejectedError{secret: cred.Secret, err: err}
+	}
+	return lookup.Descriptor{}, creds[len(creds)-1].Auth, rejected
+}
+
+// rejectedError marks an auth failure with credentials from a named secret.
+type rejectedError struct {
+	secret string
+	err    error
+}
+
+func (e *rejectedError) Error() string { return fmt.Sprintf("secret %q: %v", e.secret, e.err) }
+func (e *rejectedError) Unwrap() error { return e.err }
+
+func (r *run) lookupFindings(ctx context.Context, ref name.Reference, image string, auth authn.Authenticator, err error) []Finding {
+	var out []Finding
+	add := func(reason Reason, natural Severity, msg, fix string) {
+		if f, ok := r.finding(reason, natural, image, msg, fix); ok {
+			out = append(out, f)
+		}
+	}
+	repo := ref.Context()
+	host := registryHost(repo)
+	repoName := familiarRepo(repo)
+
+	var rejected *rejectedError
+	if errors.As(err, &rejected) {
+		if lookup.KindOf(err) == lookup.KindDenied {
+			add(CredentialsRejected, Deny,
+				fmt.Sprintf("the credentials in pull secret %q may not pull %s", rejected.secret, repoName),
+				fmt.Sprintf("grant that account pull access to %s, or use a secret whose account has it", repoName))
+		} else {
+			add(CredentialsRejected, Deny,
+				fmt.Sprintf("registry %s rejected the credentials in pull secret %q", host, rejected.secret),
+				fmt.Sprintf("renew the secret: kubectl create secret docker-registry %s --docker-server=%s --docker-username=USER --docker-password=TOKEN -n %s --dry-run=client -o yaml | kubectl apply -f -",
+					rejected.secret, host, r.pod.Namespace))
+		}
+		r.cite(rejected.secret)
+		return out
+	}
+
+	switch kind := lookup.KindOf(err); kind {
+	case lookup.KindUnauthorized, lookup.KindDenied:
+		out = append(out, r.noCredentialFindings(image, host, repoName)...)
+	case lookup.KindRepositoryUnknown:
+		add(ImageNotFound, Deny, fmt.Sprintf("repository %s does not exist", repoName),
+			"check the image name and registry host for typos, or push the image first")
+	case lookup.KindManifestUnknown:
+		out = append(out, r.manifestUnknownFindings(ctx, ref, image, auth)...)
+	case lookup.KindRateLimited:
+		add(RegistryRateLimited, Deny, fmt.Sprintf("registry %s is rate limiting pulls (HTTP 429)", host),
+			"use a registry mirror or authenticated pulls (a pull secret raises the limit)")
+	case lookup.KindTimeout, lookup.KindUnreachable:
+		add(RegistryUnreachable, Deny, fmt.Sprintf("registry %s could not be reached: %s", host, cause(err)),
+			"check the registry host name, DNS and firewall rules from the cluster's nodes")
+	case lookup.KindBlocked:
+		add(RegistryError, Deny, fmt.Sprintf("registry %s resolves to an address pullgate's policy does not let it dial", host),
+			"ask the operator to allow it (registries.allowPrivateNetworks / allowLoopback) or use a public registry")
+	default:
+		add(RegistryError, Deny, fmt.Sprintf("registry %s failed: %s", host, cause(err)),
+			"retry later; if it persists, check the registry's health")
+	}
+	return out
+}
+
+// noCredentialFindings explains an anonymous pull the registry refused.
+func (r *run) noCredentialFindings(image, host, repoName string) []Finding {
+	var out []Finding
+	add := func(reason Reason, msg, fix string) {
+		if f, ok := r.finding(reason, Deny, image, msg, fix); ok {
+			out = append(out, f)
+		}
+	}
+	ns := r.pod.Namespace
+	create := fmt.Sprintf("kubectl create secret docker-registry NAME --docker-server=%s --docker-username=USER --docker-password=TOKEN -n %s", host, ns)
+	kr := r.pod.Keyring
+	if len(kr.Problems) > 0 {
+		// The pod meant to send credentials; the listed secret that cannot be used is the cause.
+		for _, p := range kr.Problems {
+			r.cite(p.Secret)
+			if p.Kind == pullsecrets.Missing {
+				add(PullSecretMissing, fmt.Sprintf("registry %s needs credentials and pull secret %q does not exist", host, p.Secret),
+					strings.Replace(create, "NAME", p.Secret, 1))
+			} else {
+				add(PullSecretInvalid, fmt.Sprintf("registry %s needs credentials and %s", host, p.Detail),
+					"recreate it: "+strings.Replace(create, "NAME", p.Secret, 1))
+			}
+		}
+		return out
+	}
+	if len(kr.SecretNames) > 0 {
+		add(NoCredentials, fmt.Sprintf("registry %s needs credentials for %s and no pull secret (%s) has an entry for it",
+			host, repoName, strings.Join(kr.SecretNames, ", ")),
+			fmt.Sprintf("add an entry for %s to a pull secret: %s", host, create))
+		return out
+	}
+	add(NoCredentials, fmt.Sprintf("registry %s needs credentials for %s (or it does not exist) and the pod has no pull secrets", host, repoName),
+		create+", then list it under imagePullSecrets or on the ServiceAccount")
+	return out
+}
+
+// manifestUnknownFindings tells a missing repository from a missing tag or digest: a HEAD
+// 404 has no body to tell them apart, a tag listing does.
+func (r *run) manifestUnknownFindings(ctx context.Context, ref name.Reference, image string, auth authn.Authenticator) []Finding {
+	var out []Finding
+	add := func(reason Reason, msg, fix string) {
+		if f, ok := r.finding(reason, Deny, image, msg, fix); ok {
+			out = append(out, f)
+		}
+	}
+	repo := ref.Context()
+	repoName := familiarRepo(repo)
+	tags, err := r.checker.Registry.Tags(ctx, repo, auth, tagListLimit)
+	if lookup.KindOf(err) == lookup.KindRepositoryUnknown {
+		add(ImageNotFound, fmt.Sprintf("repository %s does not exist", repoName),
+			"check the image name and registry host for typos, or push the image first")
+		return out
+	}
+	switch ref := ref.(type) {
+	case name.Digest:
+		add(DigestNotFound, fmt.Sprintf("digest %s does not exist in %s (deleted or garbage-collected?)", shortDigest(ref.DigestStr()), repoName),
+			"pin a digest that exists (resolve a current tag) or push the image again")
+	case name.Tag:
+		fix := "use an existing tag or push this one"
+		if close := closestTags(ref.TagStr(), tags, 3); len(close) > 0 {
+			fix = "use an existing tag (closest: " + strings.Join(close, ", ") + ") or push this one"
+		}
+		add(TagNotFound, fmt.Sprintf("tag %q does not exist in %s", ref.TagStr(), repoName), fix)
+	}
+	return out
+}
+
+func (r *run) checkPlatform(ctx context.Context, ref name.Reference, image string, desc lookup.Descriptor, auth authn.Authenticator) []Finding {
+	var out []Finding
+	add := func(reason Reason, natural Severity, msg, fix string) {
+		if f, ok := r.finding(reason, natural, image, msg, fix); ok {
+			out = append(out, f)
+		}
+	}
+	digest := ref.Context().Digest(desc.Digest.String())
+	plats, err := r.checker.Registry.Platforms(ctx, digest, auth)
+	if err != nil {
+		return r.lookupFindings(ctx, ref, image, auth, err)
+	}
+	have := imagePlatforms(plats)
+	if len(have) == 0 {
+		// An image that declares no platform runs wherever the runtime accepts it.
+		return nil
+	}
+	var supported, missing []Platform
+	for _, p := range r.platforms {
+		if containsPlatform(have, p) {
+			supported = append(supported, p)
+		} else {
+			missing = append(missing, p)
+		}
+	}
+	switch {
+	case len(missing) == 0:
+	case len(supported) == 0:
+		add(PlatformMismatch, Deny,
+			fmt.Sprintf("image is built for %s; the pod can only run on %s nodes", joinPlatforms(have), joinPlatforms(r.platforms)),
+			fmt.Sprintf("build and push the image for %s (docker buildx build --platform ...), or pick an image that has it", joinPlatforms(r.platforms)))
+	default:
+		add(PlatformMismatch, Warn,
+			fmt.Sprintf("image lacks %s; the pod fails on those nodes", joinPlatforms(missing)),
+			fmt.Sprintf("add nodeSelector kubernetes.io/arch (or os) for %s, or build the image for %s", joinPlatforms(supported), joinPlatforms(missing)))
+	}
+	return out
+}
+
+func containsPlatform(ps []Platform, p Platform) bool {
+	for _, q := range ps {
+		if q == p {
+			return true
+		}
+	}
+	return false
+}
+
+func (r *run) cite(secret string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.citedSecrets == nil {
+		r.citedSecrets = make(map[string]bool)
+	}
+	r.citedSecrets[secret] = true
+}
+
+// unusedSecretProblems reports listed pull secrets the kubelet cannot use that no deny-level
+// finding already blamed. The pull may still work (anonymously, or with another secret), so
+// they warn.
+func (r *run) unusedSecretProblems() []Finding {
+	var out []Finding
+	for _, p := range r.pod.Keyring.Problems {
+		if r.citedSecrets[p.Secret] {
+			continue
+		}
+		reason, fix := PullSecretInvalid, fmt.Sprintf("fix or remove secret %q from imagePullSecrets", p.Secret)
+		if p.Kind == pullsecrets.Missing {
+			reason, fix = PullSecretMissing, fmt.Sprintf("create secret %q or remove it from imagePullSecrets", p.Secret)
+		}
+		if f, ok := r.finding(reason, Warn, "", p.Detail+"; the kubelet skips it", fix); ok {
+			out = append(out, f)
+		}
+	}
+	return out
+}

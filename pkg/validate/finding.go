@@ -1,0 +1,75 @@
+package validate
+
+import "github.com/pullgate/pullgate/pkg/policy"
+
+// Reason is a stable, documented code for one cause of a failed pull.
+type Reason string
+
+// The reason codes. They are part of pullgate's interface: documented in the README, used
+// in metrics labels and in users' alerting. Never rename one.
+const (
+	InvalidReference    Reason = "InvalidReference"
+	RegistryNotAllowed  Reason = "RegistryNotAllowed"
+	ImageNotFound       Reason = "ImageNotFound"
+	TagNotFound         Reason = "TagNotFound"
+	DigestNotFound      Reason = "DigestNotFound"
+	PlatformMismatch    Reason = "PlatformMismatch"
+	PullSecretMissing   Reason = "PullSecretMissing"
+	PullSecretInvalid   Reason = "PullSecretInvalid"
+	NoCredentials       Reason = "NoCredentials"
+	CredentialsRejected Reason = "CredentialsRejected"
+	RegistryUnreachable Reason = "RegistryUnreachable"
+	RegistryRateLimited Reason = "RegistryRateLimited"
+	RegistryError       Reason = "RegistryError"
+	UnpinnedTag         Reason = "UnpinnedTag"
+)
+
+// Reasons lists every reason code, for documentation and metrics.
+var Reasons = []Reason{
+	InvalidReference, RegistryNotAllowed, ImageNotFound, TagNotFound, DigestNotFound,
+	PlatformMismatch, PullSecretMissing, PullSecretInvalid, NoCredentials, CredentialsRejected,
+	RegistryUnreachable, RegistryRateLimited, RegistryError, UnpinnedTag,
+}
+
+// check returns the policy check that sets the mode of a reason, or "" for the registry
+// failures, whose mode is the policy's onRegistryError.
+func (r Reason) check() policy.Check {
+	switch r {
+	case InvalidReference:
+		return policy.CheckInvalidReference
+	case RegistryNotAllowed:
+		return policy.CheckRegistryAllowed
+	case ImageNotFound, TagNotFound, DigestNotFound:
+		return policy.CheckExistence
+	case PlatformMismatch:
+		return policy.CheckPlatform
+	case PullSecretMissing, PullSecretInvalid, NoCredentials, CredentialsRejected:
+		return policy.CheckPullSecrets
+	case UnpinnedTag:
+		return policy.CheckUnpinnedTag
+	}
+	return ""
+}
+
+// Severity is what a finding does to the admission.
+type Severity string
+
+const (
+	// Deny rejects the admission.
+	Deny Severity = "deny"
+	// Warn admits it with an admission warning.
+	Warn Severity = "warn"
+)
+
+// Finding is one reason one container's image will not pull (or should be fixed).
+type Finding struct {
+	Reason Reason
+	// Container is the container's name; empty for findings about the pod as a whole.
+	Container string
+	Image     string
+	Severity  Severity
+	// Message names the cause in one line.
+	Message string
+	// Fix says what to do about it in one line.
+	Fix string
+}
