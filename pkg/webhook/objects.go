@@ -59,27 +59,28 @@ func podSpecOf(gvk metav1.GroupVersionKind, raw []byte) (spec *corev1.PodSpec, o
 // pods' pulls succeed: images, pull policies, pull secrets, the ServiceAccount or the node
 // placement. Other updates (labels, replicas, resources) are admitted without a look-up.
 func pullRelevantChange(old, cur *corev1.PodSpec) bool {
+	// Exported fields: equality.Semantic compares only those.
 	type pullView struct {
-		images             [][2]string
-		pullSecrets        []corev1.LocalObjectReference
-		serviceAccountName string
-		nodeSelector       map[string]string
-		nodeAffinity       *corev1.NodeAffinity
+		Images             [][2]string
+		PullSecrets        []corev1.LocalObjectReference
+		ServiceAccountName string
+		NodeSelector       map[string]string
+		NodeAffinity       *corev1.NodeAffinity
 	}
 	view := func(s *corev1.PodSpec) pullView {
 		v := pullView{
-			pullSecrets:        s.ImagePullSecrets,
-			serviceAccountName: s.ServiceAccountName,
-			nodeSelector:       s.NodeSelector,
+			PullSecrets:        s.ImagePullSecrets,
+			ServiceAccountName: s.ServiceAccountName,
+			NodeSelector:       s.NodeSelector,
 		}
 		for _, c := range s.InitContainers {
-			v.images = append(v.images, [2]string{c.Image, string(c.ImagePullPolicy)})
+			v.Images = append(v.Images, [2]string{c.Image, string(c.ImagePullPolicy)})
 		}
 		for _, c := range s.Containers {
-			v.images = append(v.images, [2]string{c.Image, string(c.ImagePullPolicy)})
+			v.Images = append(v.Images, [2]string{c.Image, string(c.ImagePullPolicy)})
 		}
 		if s.Affinity != nil {
-			v.nodeAffinity = s.Affinity.NodeAffinity
+			v.NodeAffinity = s.Affinity.NodeAffinity
 		}
 		return v
 	}

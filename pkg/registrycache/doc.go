@@ -1,0 +1,25 @@
+// Package registrycache is the only code in pullgate that talks to container registries.
+//
+// Every admission asks the same few questions about the images of a pod: does this tag or
+// digest exist (and what digest does the tag name today), which platforms does the manifest
+// at a digest provide, and which tags does a repository have (to suggest one when a tag is
+// missing). A busy cluster asks them hundreds of times a second, mostly about the same
+// images, under a webhook deadline of a few seconds. Cache answers them with
+// go-containerregistry's remote package underneath and adds what an admission webhook
+// needs on top:
+//
+//   - caching by what the answer depends on: registry, repository, reference and the
+//     identity of the credentials used (a keyed hash, never the secret), so an answer
+//     obtained with one namespace's pull secret is never served to a request without it;
+//   - digest-addressed answers are immutable and kept without expiry in a bounded LRU, tag
+//     answers for a short TTL, "not found" answers for a shorter one, failures not at all;
+//   - one in-flight request per question (singleflight) that survives the caller that
+//     started it, a per-host concurrency limit, Retry-After honoured on 429, and a per-host
+//     circuit breaker so a dead registry costs one timeout per window, not one per pod;
+//   - a dial policy that refuses link-local and cloud metadata addresses always, and
+//     loopback and private networks unless allowed, checked on the resolved address that is
+//     actually dialled (redirects and token servers included);
+//   - every failure classified into a *lookup.Error whose Kind tells a definite answer
+//     (unknown repository or manifest, unauthorized, denied) from a failure to get one
+//     (timeout, unreachable, rate limited, server error, blocked).
+package registrycache

@@ -1,0 +1,127 @@
+package registrycache
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/pullgate/pullgate/pkg/lookup"
+	logf "sigs.k8s.io/controller-runtime/pkg/log"
+)
+
+// hostState is what the Cache knows about one registry host: its concurrency slots, its
+// circuit breaker and how long it asked to be left alone.
+type hostState struct {
+	host string
+	sem  chan struct{}
+
+	mu           sync.Mutex
+	failures     int         // consecutive failed lookups
+	lastFailure  lookup.Kind // kind of the latest of them
+	openUntil    time.Time   // non-zero while the circuit is open or half-open
+	trial        bool        // a half-open trial lookup is in flight
+	limitedUntil time.Time   // Retry-After of the latest 429
+}
+
+// host returns the state of host, creating it on first use. States live in an LRU so that
+// hosts named by pod specs cannot grow memory without bound.
+func (c *Cache) host(host string) *hostState {
+	c.hostsMu.Lock()
+	defer c.hostsMu.Unlock()
+	if hs, ok := c.hosts.Get(host); ok {
+		return hs
+	}
+	hs := &hostState{host: host, sem: make(chan struct{}, c.o.hostConcurrency)}
+	c.hosts.Add(host, hs)
+	return hs
+}
+
+// acquire takes one of host's concurrency slots, or gives up when ctx ends.
+func (c *Cache) acquire(ctx context.Context, host string) (release func(), err error) {
+	sem := c.host(host).sem
+	select {
+	case sem <- struct{}{}:
+		return func() { <-sem }, nil
+	case <-ctx.Done():
+		return nil, fmt.Errorf("waiting for a connection slot to %s: %w", host, ctx.Err())
+	}
+}
+
+// admit says whether a lookup may contact the host now. trial is true when the lookup is the
+// one let through a half-open circuit; it must be reported to record.
+func (h *hostState) admit(now time.Time) (trial bool, err *lookup.Error) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if now.Before(h.limitedUntil) {
+		return false, &lookup.Error{
+			Kind:       lookup.KindRateLimited,
+			Host:       h.host,
+			RetryAfter: h.limitedUntil.Sub(now),
+			Err: fmt.Errorf("the registry asked not to be contacted before %s (Retry-After); not contacting it",
+				h.limitedUntil.UTC().Format(time.RFC3339)),
+		}
+	}
+	if h.openUntil.IsZero() {
+		return false, nil
+	}
+	if now.Before(h.openUntil) {
+		return false, &lookup.Error{
+			Kind: lookup.KindUnreachable,
+			Host: h.host,
+			Err: fmt.Errorf("circuit breaker open until %s after %d consecutive failures (last: %s); not contacting the registry",
+				h.openUntil.UTC().Format(time.RFC3339), h.failures, h.lastFailure),
+		}
+	}
+	if h.trial {
+		return false, &lookup.Error{
+			Kind: lookup.KindUnreachable,
+			Host: h.host,
+			Err: fmt.Errorf("circuit breaker half-open after %d consecutive failures (last: %s): a trial request is in flight; not contacting the registry",
+				h.failures, h.lastFailure),
+		}
+	}
+	h.trial = true
+	return true, nil
+}
+
+// breakerFailure reports whether a lookup that ended with kind counts against the host's
+// circuit. Verdicts are answers, so they do not; neither do outcomes that did not test the
+// host (blocked by policy, rate limited).
+func breakerFailure(kind lookup.Kind) bool {
+	switch kind {
+	case lookup.KindTimeout, lookup.KindUnreachable, lookup.KindServerError:
+		return true
+	}
+	return false
+}
+
+// record takes the outcome of a lookup admitted at admit: le is nil on success.
+func (c *Cache) record(ctx context.Context, h *hostState, le *lookup.Error, trial bool) {
+	now := c.o.now()
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if trial {
+		h.trial = false
+	}
+	if le != nil && le.Kind == lookup.KindRateLimited {
+		h.limitedUntil = now.Add(le.RetryAfter)
+	}
+	switch {
+	case le == nil || le.Kind.IsVerdict():
+		if !h.openUntil.IsZero() {
+			logf.FromContext(ctx).Info("registry circuit closed", "host", h.host)
+			circuitOpen.WithLabelValues(h.host).Set(0)
+		}
+		h.failures, h.openUntil = 0, time.Time{}
+	case breakerFailure(le.Kind):
+		h.failures++
+		h.lastFailure = le.Kind
+		if c.o.breakerFailures > 0 && h.failures >= c.o.breakerFailures {
+			h.openUntil = now.Add(c.o.breakerOpenFor)
+			logf.FromContext(ctx).Info("registry circuit opened", "host", h.host,
+				"failures", h.failures, "last", le.Kind.String(), "until", h.openUntil)
+			circuitOpen.WithLabelValues(h.host).Set(1)
+		}
+	}
+}

@@ -1,0 +1,108 @@
+package registrycache
+
+import (
+	"context"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+)
+
+// meteredTransport sits under go-containerregistry's transports, so it sees every request
+// a lookup makes (pings, token exchanges, redirects, pages): it holds the host's
+// concurrency slot, counts, times, and notes Retry-After for the lookup.
+type meteredTransport struct {
+	c    *Cache
+	base http.RoundTripper
+	// preflight, when set, checks the dial policy before sending: the base transport is the
+	// caller's, whose dialer the Cache does not control.
+	preflight *dialGuard
+}
+
+func (t *meteredTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	ctx := req.Context()
+	host := req.URL.Host
+	if t.preflight != nil {
+		if _, err := t.preflight.resolve(ctx, "tcp", req.URL.Hostname()); err != nil {
+			return nil, err
+		}
+	}
+	release, err := t.c.acquire(ctx, host)
+	if err != nil {
+		return nil, err
+	}
+	defer release()
+
+	t.c.requests.Add(1)
+	start := time.Now()
+	resp, err := t.base.RoundTrip(req)
+	registryRequestDuration.WithLabelValues(host).Observe(time.Since(start).Seconds())
+	code := "error"
+	if err == nil {
+		code = strconv.Itoa(resp.StatusCode)
+		if resp.StatusCode == http.StatusTooManyRequests {
+			if cs, ok := ctx.Value(callStateKey{}).(*callState); ok {
+				if d, ok := parseRetryAfter(resp.Header.Get("Retry-After"), t.c.o.now()); ok {
+					cs.setRetryAfter(d)
+				}
+			}
+		}
+	}
+	registryRequests.WithLabelValues(host, req.Method, code).Inc()
+	return resp, err
+}
+
+// callState collects, across the HTTP requests of one lookup, what the error alone does not
+// carry (go-containerregistry's transport.Error keeps no response headers).
+type callState struct {
+	mu         sync.Mutex
+	retryAfter time.Duration
+	hasRetry   bool
+}
+
+type callStateKey struct{}
+
+func (s *callState) setRetryAfter(d time.Duration) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.hasRetry || d > s.retryAfter {
+		s.retryAfter, s.hasRetry = d, true
+	}
+}
+
+func (s *callState) getRetryAfter() (time.Duration, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.retryAfter, s.hasRetry
+}
+
+// parseRetryAfter reads a Retry-After header: delay-seconds or an HTTP date (RFC 9110
+// 10.2.3), capped at maxRateLimitHold.
+func parseRetryAfter(v string, now time.Time) (time.Duration, bool) {
+	v = strings.TrimSpace(v)
+	if v == "" {
+		return 0, false
+	}
+	var d time.Duration
+	if secs, err := strconv.ParseInt(v, 10, 64); err == nil {
+		if secs < 0 {
+			return 0, false
+		}
+		if secs > int64(maxRateLimitHold/time.Second) {
+			return maxRateLimitHold, true
+		}
+		d = time.Duration(secs) * time.Second
+	} else if at, err := http.ParseTime(v); err == nil {
+		d = max(at.Sub(now), 0)
+	} else {
+		return 0, false
+	}
+	return min(d, maxRateLimitHold), true
+}
+
+// withCallState returns ctx carrying a fresh callState.
+func withCallState(ctx context.Context) (context.Context, *callState) {
+	cs := &callState{}
+	return context.WithValue(ctx, callStateKey{}, cs), cs
+}
