@@ -232,7 +232,7 @@ func TestRequestRouting(t *testing.T) {
 		return &appsv1.Deployment{
 			TypeMeta:   metav1.TypeMeta{APIVersion: "apps/v1", Kind: "Deployment"},
 			ObjectMeta: metav1.ObjectMeta{Namespace: testNS, Name: "web"},
-			Spec: appsv1.DeploymentSpec{Replicas: &replicas, Template: corev1.PodTemplateSpec{Spec: containers(image)}},
+			Spec:       appsv1.DeploymentSpec{Replicas: &replicas, Template: corev1.PodTemplateSpec{Spec: containers(image)}},
 		}
 	}
 	cronJob := &batchv1.CronJob{
