@@ -169,6 +169,8 @@ func run(ctx context.Context, cfg config) error {
 		Checker: &validate.Checker{Registry: registries, NodePlatforms: platforms.Get},
 		Policy:  store,
 		Reader:  mgr.GetClient(),
+		// The zero key when the policy comes from a file: no ConfigMap is guarded.
+		PolicyConfigMap: policyKey,
 	}
 	mgr.GetWebhookServer().Register(pgwebhook.ValidatePath, &admission.Webhook{Handler: validator})
 

@@ -31,6 +31,9 @@ type Validator struct {
 	// Reader reads namespaces, secrets and service accounts; in the webhook it is the
 	// manager's cache.
 	Reader client.Reader
+	// PolicyConfigMap, when set, is the ConfigMap holding the policy: writes of it that do
+	// not parse are denied.
+	PolicyConfigMap types.NamespacedName
 }
 
 var _ admission.Handler = (*Validator)(nil)
@@ -48,6 +51,12 @@ func (v *Validator) handle(ctx context.Context, req admission.Request) admission
 	log := logf.FromContext(ctx).WithValues("kind", req.Kind.Kind, "namespace", req.Namespace, "name", req.Name)
 	kind := req.Kind.Kind
 	pol := v.Policy.Load()
+	if req.Kind.Group == "" && kind == "ConfigMap" {
+		if v.PolicyConfigMap.Name == "" || (types.NamespacedName{Namespace: req.Namespace, Name: req.Name}) != v.PolicyConfigMap {
+			return admission.Allowed("")
+		}
+		return v.checkPolicyConfigMap(req)
+	}
 
 	spec, ok, err := v.specToCheck(req)
 	if err != nil {
