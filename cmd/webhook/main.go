@@ -15,6 +15,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/rest"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -137,6 +138,11 @@ func run(ctx context.Context, cfg config) error {
 	}
 
 	if cfg.PolicyConfigMap != "" {
+		// Read the policy once before anything is built from it (the registry cache's
+		// lifetimes); the watcher keeps it current afterwards.
+		if err := loadPolicyConfigMap(ctx, restCfg, scheme, policyKey, store); err != nil {
+			log.Error(err, "Starting with the default policy until the ConfigMap is valid", "configMap", policyKey)
+		}
 		if err := policy.NewConfigMapWatcher(store, policyKey).SetupWithManager(mgr); err != nil {
 			return err
 		}
@@ -154,14 +160,17 @@ func run(ctx context.Context, cfg config) error {
 		return err
 	}
 
+	// Cache lifetimes and size are read once: changing them takes a restart.
 	pol := store.Load()
 	registries := registrycache.New(
 		registrycache.WithTagTTL(pol.Cache.TagTTL.Duration),
 		registrycache.WithNegativeTTL(pol.Cache.NegativeTTL.Duration),
 		registrycache.WithMaxEntries(pol.Cache.MaxEntries),
-		registrycache.WithDialPolicy(registrycache.DialPolicy{
-			AllowLoopback:        pol.Registries.AllowLoopback,
-			AllowPrivateNetworks: pol.Registries.AllowPrivateNetworks,
+		// Read on every dial: a policy reload that opens or closes address ranges applies to
+		// the next connection.
+		registrycache.WithDialPolicyFunc(func() registrycache.DialPolicy {
+			r := store.Load().Registries
+			return registrycache.DialPolicy{AllowLoopback: r.AllowLoopback, AllowPrivateNetworks: r.AllowPrivateNetworks}
 		}),
 		registrycache.WithUserAgent("pullgate/"+version),
 	)
@@ -193,5 +202,24 @@ func run(ctx context.Context, cfg config) error {
 	if err := mgr.Start(ctx); err != nil {
 		return fmt.Errorf("running manager: %w", err)
 	}
+	return nil
+}
+
+// loadPolicyConfigMap puts the ConfigMap's policy in store, reading it directly from the API
+// server since the manager's cache has not started yet.
+func loadPolicyConfigMap(ctx context.Context, restCfg *rest.Config, scheme *runtime.Scheme, key types.NamespacedName, store *policy.Store) error {
+	c, err := client.New(restCfg, client.Options{Scheme: scheme})
+	if err != nil {
+		return fmt.Errorf("creating client: %w", err)
+	}
+	var cm corev1.ConfigMap
+	if err := c.Get(ctx, key, &cm); err != nil {
+		return fmt.Errorf("reading policy ConfigMap: %w", err)
+	}
+	p, err := policy.Parse([]byte(cm.Data[policy.DataKey]))
+	if err != nil {
+		return fmt.Errorf("parsing policy ConfigMap: %w", err)
+	}
+	store.Set(p)
 	return nil
 }

@@ -851,9 +851,10 @@ func TestMetrics(t *testing.T) {
 func TestOptions(t *testing.T) {
 	now := func() time.Time { return time.Time{} }
 	for _, tc := range []struct {
-		desc string
-		opts []Option
-		want options
+		desc     string
+		opts     []Option
+		want     options
+		wantDial DialPolicy
 	}{{
 		desc: "defaults",
 		want: options{
@@ -881,15 +882,18 @@ func TestOptions(t *testing.T) {
 		want: options{
 			tagTTL: time.Minute, negativeTTL: time.Second, maxEntries: 5, hostConcurrency: 2,
 			breakerFailures: 7, breakerOpenFor: time.Minute, requestTimeout: time.Second, userAgent: "ua",
-			dialPolicy: DialPolicy{AllowPrivateNetworks: true},
 		},
+		wantDial: DialPolicy{AllowPrivateNetworks: true},
 	}} {
 		t.Run(tc.desc, func(t *testing.T) {
 			got := makeOptions(tc.opts...)
-			if got.now == nil || got.lookupIP == nil || got.proxy == nil {
+			if got.now == nil || got.lookupIP == nil || got.proxy == nil || got.dialPolicy == nil {
 				t.Fatal("makeOptions() left a function unset")
 			}
-			got.now, got.lookupIP, got.proxy = nil, nil, nil
+			if dial := got.dialPolicy(); dial != tc.wantDial {
+				t.Errorf("dial policy = %+v, want %+v", dial, tc.wantDial)
+			}
+			got.now, got.lookupIP, got.proxy, got.dialPolicy = nil, nil, nil, nil
 			if diff := cmp.Diff(tc.want, got, cmp.AllowUnexported(options{})); diff != "" {
 				t.Errorf("makeOptions() (-want +got):\n%s", diff)
 			}

@@ -97,7 +97,7 @@ func (e *blockedError) Error() string {
 // (rebinding) is never used. Redirects and token servers go through the same transport and
 // so through the same guard.
 type dialGuard struct {
-	policy    DialPolicy
+	policy    func() DialPolicy
 	lookupIP  func(ctx context.Context, network, host string) ([]netip.Addr, error)
 	proxyFrom func(*http.Request) (*url.URL, error)
 	dialer    *net.Dialer
@@ -138,9 +138,10 @@ func (g *dialGuard) resolve(ctx context.Context, network, host string) ([]netip.
 			return nil, &net.DNSError{Err: "no addresses", Name: host, IsNotFound: true}
 		}
 	}
+	policy := g.policy()
 	for i, a := range addrs {
 		a = a.WithZone("").Unmap()
-		if reason := g.policy.forbids(a); reason != "" {
+		if reason := policy.forbids(a); reason != "" {
 			return nil, &blockedError{host: host, addr: a, reason: reason}
 		}
 		addrs[i] = a

@@ -39,7 +39,7 @@ type options struct {
 	breakerFailures int
 	breakerOpenFor  time.Duration
 	requestTimeout  time.Duration
-	dialPolicy      DialPolicy
+	dialPolicy      func() DialPolicy
 	transport       http.RoundTripper
 	now             func() time.Time
 	userAgent       string
@@ -95,6 +95,9 @@ func makeOptions(opts ...Option) options {
 	}
 	if o.now == nil {
 		o.now = time.Now
+	}
+	if o.dialPolicy == nil {
+		o.dialPolicy = func() DialPolicy { return DialPolicy{} }
 	}
 	if o.userAgent == "" {
 		o.userAgent = defaultUserAgent
@@ -162,7 +165,18 @@ func WithRequestTimeout(d time.Duration) Option {
 // WithDialPolicy sets which addresses may be dialled. The default, DialPolicy{}, allows
 // only public addresses.
 func WithDialPolicy(p DialPolicy) Option {
-	return func(o *options) { o.dialPolicy = p }
+	return func(o *options) { o.dialPolicy = func() DialPolicy { return p } }
+}
+
+// WithDialPolicyFunc is WithDialPolicy for a policy that changes: policy is asked on every
+// dial, so a reloaded policy applies to the next connection without a new Cache. It must be
+// cheap and safe for concurrent use. nil keeps the default.
+func WithDialPolicyFunc(policy func() DialPolicy) Option {
+	return func(o *options) {
+		if policy != nil {
+			o.dialPolicy = policy
+		}
+	}
 }
 
 // WithTransport sets the base HTTP transport. The default is a clone of

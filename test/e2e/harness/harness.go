@@ -1,0 +1,383 @@
+package harness
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/google/go-containerregistry/pkg/authn"
+	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+	"sigs.k8s.io/controller-runtime/pkg/envtest"
+)
+
+// Namespace is where pullgate "runs" and keeps its policy ConfigMap.
+const (
+	Namespace       = "pullgate-system"
+	PolicyConfigMap = "pullgate-policy"
+)
+
+// Env is a running end-to-end environment. Stop it, always.
+type Env struct {
+	Dir        string
+	Kubeconfig string
+	// Public, Private, RateLimited and Unreachable are registry hosts (127.0.0.1:PORT).
+	Public, Private, RateLimited, Unreachable string
+	// Digests of pushed images, by reference ("PUBLIC/app:v1" form, see Images).
+	Digests map[string]string
+	Client  kubernetes.Interface
+
+	root       string
+	kubectl    string
+	env        *envtest.Environment
+	public     *httptest.Server
+	limited    *httptest.Server
+	registry   *exec.Cmd
+	pullgate   *exec.Cmd
+	pullgateOK chan struct{}
+	binary     string
+	certDir    string
+	port       int
+	probeAddr  string
+	logs       *os.File
+}
+
+// Options tune Start.
+type Options struct {
+	// Policy is the policy.yaml pullgate starts with.
+	Policy string
+	// Logs receives the control plane's, registry's and pullgate's output; nil writes it to
+	// a file in Dir.
+	Logs io.Writer
+}
+
+// RepoRoot finds the module root from this file's location.
+func RepoRoot() string {
+	_, file, _, _ := runtime.Caller(0)
+	return filepath.Clean(filepath.Join(filepath.Dir(file), "..", "..", ".."))
+}
+
+// Start brings the environment up. On error, everything already started is stopped.
+func Start(ctx context.Context, opts Options) (_ *Env, err error) {
+	root := RepoRoot()
+	assets := os.Getenv("KUBEBUILDER_ASSETS")
+	if assets == "" {
+		assets = filepath.Join(root, "hack", "tools", "bin")
+	}
+	for _, bin := range []string{"kube-apiserver", "etcd", "kubectl"} {
+		if _, err := os.Stat(filepath.Join(assets, bin)); err != nil {
+			return nil, fmt.Errorf("%s not found in %s: run `make tools`", bin, assets)
+		}
+	}
+	dir, err := os.MkdirTemp("", "pullgate-e2e-")
+	if err != nil {
+		return nil, err
+	}
+	e := &Env{Dir: dir, root: root, kubectl: filepath.Join(assets, "kubectl"), Digests: map[string]string{}}
+	defer func() {
+		if err != nil {
+			e.Stop()
+		}
+	}()
+	e.logs, err = os.Create(filepath.Join(dir, "logs.txt"))
+	if err != nil {
+		return nil, err
+	}
+	var logs io.Writer = e.logs
+	if opts.Logs != nil {
+		logs = io.MultiWriter(e.logs, opts.Logs)
+	}
+
+	e.binary = filepath.Join(dir, "pullgate")
+	build := exec.CommandContext(ctx, "go", "build", "-o", e.binary, "./cmd/webhook")
+	build.Dir = root
+	if out, err := build.CombinedOutput(); err != nil {
+		return nil, fmt.Errorf("building pullgate: %w\n%s", err, out)
+	}
+
+	e.public = startPublicRegistry()
+	e.Public = strings.TrimPrefix(e.public.URL, "http://")
+	e.limited = startRateLimitedRegistry()
+	e.RateLimited = strings.TrimPrefix(e.limited.URL, "http://")
+	port, err := freePort()
+	if err != nil {
+		return nil, err
+	}
+	e.Unreachable = fmt.Sprintf("127.0.0.1:%d", port) // nothing listens there
+	e.Private, e.registry, err = startPrivateRegistry(ctx, dir, logs)
+	if err != nil {
+		return nil, err
+	}
+	if err := e.pushImages(ctx); err != nil {
+		return nil, err
+	}
+
+	e.env = &envtest.Environment{
+		BinaryAssetsDirectory: assets,
+		WebhookInstallOptions: envtest.WebhookInstallOptions{
+			ValidatingWebhooks: []*admissionregistrationv1.ValidatingWebhookConfiguration{ValidatingWebhookConfiguration()},
+		},
+	}
+	cfg, err := e.env.Start()
+	if err != nil {
+		return nil, fmt.Errorf("starting kube-apiserver and etcd: %w", err)
+	}
+	user, err := e.env.AddUser(envtest.User{Name: "e2e-admin", Groups: []string{"system:masters"}}, nil)
+	if err != nil {
+		return nil, fmt.Errorf("adding the e2e user: %w", err)
+	}
+	kubeconfig, err := user.KubeConfig()
+	if err != nil {
+		return nil, err
+	}
+	e.Kubeconfig = filepath.Join(dir, "kubeconfig")
+	if err := os.WriteFile(e.Kubeconfig, kubeconfig, 0o600); err != nil {
+		return nil, err
+	}
+	if e.Client, err = kubernetes.NewForConfig(cfg); err != nil {
+		return nil, err
+	}
+	if err := e.seedCluster(ctx, opts.Policy); err != nil {
+		return nil, err
+	}
+
+	e.certDir = e.env.WebhookInstallOptions.LocalServingCertDir
+	e.port = e.env.WebhookInstallOptions.LocalServingPort
+	probePort, err := freePort()
+	if err != nil {
+		return nil, err
+	}
+	e.probeAddr = fmt.Sprintf("127.0.0.1:%d", probePort)
+	if err := e.StartWebhook(ctx); err != nil {
+		return nil, err
+	}
+	return e, nil
+}
+
+// Images maps the names manifests use (${PUBLIC}, ${PRIVATE}, ...) to hosts, for Expand.
+func (e *Env) vars() map[string]string {
+	return map[string]string{
+		"PUBLIC": e.Public, "PRIVATE": e.Private, "RATELIMITED": e.RateLimited,
+		"UNREACHABLE": e.Unreachable, "MISSING_DIGEST": "sha256:" + strings.Repeat("0", 64),
+		"PRIVATE_USER": PrivateUser, "PRIVATE_PASSWORD": PrivatePassword,
+	}
+}
+
+// Expand replaces ${PUBLIC} and friends in a manifest.
+func (e *Env) Expand(s string) string {
+	v := e.vars()
+	return os.Expand(s, func(k string) string {
+		if val, ok := v[k]; ok {
+			return val
+		}
+		return "${" + k + "}"
+	})
+}
+
+func (e *Env) pushImages(ctx context.Context) error {
+	private := &authn.Basic{Username: PrivateUser, Password: PrivatePassword}
+	pushes := []struct {
+		ref       string
+		auth      authn.Authenticator
+		platforms []string
+	}{
+		{e.Public + "/shop/web:1.4.2", authn.Anonymous, []string{"linux/amd64", "linux/arm64"}},
+		{e.Public + "/shop/web:1.4.1", authn.Anonymous, []string{"linux/amd64", "linux/arm64"}},
+		{e.Public + "/shop/web:1.5.0", authn.Anonymous, []string{"linux/amd64", "linux/arm64"}},
+		{e.Public + "/shop/web:latest", authn.Anonymous, []string{"linux/amd64", "linux/arm64"}},
+		{e.Public + "/shop/worker:2.0", authn.Anonymous, []string{"linux/amd64"}},
+		{e.Public + "/shop/edge-agent:1.0", authn.Anonymous, []string{"linux/arm64"}},
+		{e.Private + "/internal/billing:3.1", private, []string{"linux/amd64", "linux/arm64"}},
+	}
+	for _, p := range pushes {
+		d, err := pushImage(ctx, p.ref, p.auth, p.platforms...)
+		if err != nil {
+			return err
+		}
+		e.Digests[p.ref] = d.String()
+	}
+	return nil
+}
+
+// seedCluster creates what a real cluster would have: Ready nodes of two architectures,
+// pullgate's namespace and its policy.
+func (e *Env) seedCluster(ctx context.Context, policyYAML string) error {
+	for _, arch := range []string{"amd64", "arm64"} {
+		node := &corev1.Node{ObjectMeta: metav1.ObjectMeta{
+			Name:   "node-" + arch,
+			Labels: map[string]string{corev1.LabelOSStable: "linux", corev1.LabelArchStable: arch},
+		}}
+		created, err := e.Client.CoreV1().Nodes().Create(ctx, node, metav1.CreateOptions{})
+		if err != nil {
+			return fmt.Errorf("creating node: %w", err)
+		}
+		created.Status.Conditions = []corev1.NodeCondition{{Type: corev1.NodeReady, Status: corev1.ConditionTrue,
+			LastHeartbeatTime: metav1.Now(), LastTransitionTime: metav1.Now(), Reason: "KubeletReady"}}
+		created.Status.NodeInfo = corev1.NodeSystemInfo{OperatingSystem: "linux", Architecture: arch}
+		if _, err := e.Client.CoreV1().Nodes().UpdateStatus(ctx, created, metav1.UpdateOptions{}); err != nil {
+			return fmt.Errorf("marking node ready: %w", err)
+		}
+	}
+	if _, err := e.Client.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: Namespace}}, metav1.CreateOptions{}); err != nil {
+		return err
+	}
+	cm := &corev1.ConfigMap{
+		ObjectMeta: metav1.ObjectMeta{Namespace: Namespace, Name: PolicyConfigMap},
+		Data:       map[string]string{"policy.yaml": policyYAML},
+	}
+	if _, err := e.Client.CoreV1().ConfigMaps(Namespace).Create(ctx, cm, metav1.CreateOptions{}); err != nil {
+		return fmt.Errorf("creating policy ConfigMap: %w", err)
+	}
+	return nil
+}
+
+// StartWebhook starts the pullgate binary and waits until it is ready.
+func (e *Env) StartWebhook(ctx context.Context) error {
+	metricsPort, err := freePort()
+	if err != nil {
+		return err
+	}
+	cmd := exec.Command(e.binary,
+		"--kubeconfig", e.Kubeconfig,
+		"--cert-dir", e.certDir,
+		"--port", fmt.Sprint(e.port),
+		"--policy-configmap", Namespace+"/"+PolicyConfigMap,
+		"--metrics-bind-address", fmt.Sprintf("127.0.0.1:%d", metricsPort),
+		"--health-probe-bind-address", e.probeAddr,
+	)
+	cmd.Stdout, cmd.Stderr = e.logs, e.logs
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("starting pullgate: %w", err)
+	}
+	e.pullgate = cmd
+	exited := make(chan struct{})
+	go func() { _ = cmd.Wait(); close(exited) }()
+	e.pullgateOK = exited
+	err = waitFor(ctx, 60*time.Second, func() bool {
+		select {
+		case <-exited:
+			return true
+		default:
+		}
+		resp, err := http.Get("http://" + e.probeAddr + "/readyz")
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK
+	})
+	select {
+	case <-exited:
+		return fmt.Errorf("pullgate exited at start; see %s", e.logs.Name())
+	default:
+	}
+	if err != nil {
+		return fmt.Errorf("pullgate not ready: %w; see %s", err, e.logs.Name())
+	}
+	return nil
+}
+
+// StopWebhook stops the pullgate binary, as a crash or a rollout would.
+func (e *Env) StopWebhook() {
+	if e.pullgate == nil {
+		return
+	}
+	_ = e.pullgate.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-e.pullgateOK:
+	case <-time.After(10 * time.Second):
+		_ = e.pullgate.Process.Kill()
+		<-e.pullgateOK
+	}
+	e.pullgate = nil
+}
+
+// Result is what one kubectl run printed.
+type Result struct {
+	Stdout, Stderr string
+	ExitCode       int
+}
+
+// Output is stdout and stderr together, as a terminal shows them.
+func (r Result) Output() string { return strings.TrimSpace(r.Stderr + "\n" + r.Stdout) }
+
+// Kubectl runs the real kubectl against the environment.
+func (e *Env) Kubectl(ctx context.Context, stdin string, args ...string) Result {
+	cmd := exec.CommandContext(ctx, e.kubectl, append([]string{"--kubeconfig", e.Kubeconfig}, args...)...)
+	cmd.Stdin = strings.NewReader(stdin)
+	var out, errOut bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errOut
+	err := cmd.Run()
+	r := Result{Stdout: out.String(), Stderr: errOut.String()}
+	var exit *exec.ExitError
+	switch {
+	case errors.As(err, &exit):
+		r.ExitCode = exit.ExitCode()
+	case err != nil:
+		r.ExitCode = -1
+		r.Stderr += err.Error()
+	}
+	return r
+}
+
+// Apply runs `kubectl apply -f FILE` on a manifest under dir, with ${...} expanded, plus
+// extra arguments.
+func (e *Env) Apply(ctx context.Context, file string, extra ...string) (Result, error) {
+	raw, err := os.ReadFile(file)
+	if err != nil {
+		return Result{}, err
+	}
+	path := filepath.Join(e.Dir, filepath.Base(file))
+	if err := os.WriteFile(path, []byte(e.Expand(string(raw))), 0o600); err != nil {
+		return Result{}, err
+	}
+	return e.Kubectl(ctx, "", append([]string{"apply", "-f", path}, extra...)...), nil
+}
+
+// LogFile is where the components' output went.
+func (e *Env) LogFile() string { return e.logs.Name() }
+
+// Stop stops every process and removes the directory (unless KEEP_E2E_DIR is set).
+func (e *Env) Stop() {
+	e.StopWebhook()
+	if e.env != nil {
+		_ = e.env.Stop()
+	}
+	if e.registry != nil {
+		_ = e.registry.Process.Kill()
+		_ = e.registry.Wait()
+	}
+	if e.public != nil {
+		e.public.Close()
+	}
+	if e.limited != nil {
+		e.limited.Close()
+	}
+	if e.logs != nil {
+		e.logs.Close()
+	}
+	if os.Getenv("KEEP_E2E_DIR") == "" {
+		os.RemoveAll(e.Dir)
+	}
+}
+
+// DefaultPolicy is the policy the e2e and the demo start pullgate with (the same as
+// test/e2e/testdata/policy-default.yaml): the registries listen on loopback, so pullgate
+// must be allowed to dial it, and the "sandbox" namespace is exempt.
+const DefaultPolicy = `registries:
+  allowLoopback: true
+exemptNamespaces: [sandbox]
+`

@@ -1,0 +1,176 @@
+package harness
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/google/go-containerregistry/pkg/authn"
+	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/google/go-containerregistry/pkg/registry"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/empty"
+	"github.com/google/go-containerregistry/pkg/v1/mutate"
+	"github.com/google/go-containerregistry/pkg/v1/random"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"io"
+	"log"
+)
+
+// Private registry credentials. They exist only inside the throwaway registry.
+const (
+	PrivateUser     = "e2e-puller"
+	PrivatePassword = "e2e-password-7f3a"
+)
+
+func startPublicRegistry() *httptest.Server {
+	return httptest.NewServer(registry.New(registry.Logger(log.New(io.Discard, "", 0))))
+}
+
+// startRateLimitedRegistry answers every request like Docker Hub over its pull limit.
+func startRateLimitedRegistry() *httptest.Server {
+	return httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Retry-After", "3600")
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusTooManyRequests)
+		fmt.Fprint(w, `{"errors":[{"code":"TOOMANYREQUESTS","message":"You have reached your pull rate limit."}]}`)
+	}))
+}
+
+// startPrivateRegistry runs Debian's docker-registry with htpasswd auth on a free port.
+func startPrivateRegistry(ctx context.Context, dir string, logs io.Writer) (host string, cmd *exec.Cmd, err error) {
+	bin, err := exec.LookPath("docker-registry")
+	if err != nil {
+		return "", nil, fmt.Errorf("docker-registry not found (run make deps): %w", err)
+	}
+	htpasswd, err := exec.CommandContext(ctx, "htpasswd", "-Bbn", PrivateUser, PrivatePassword).Output()
+	if err != nil {
+		return "", nil, fmt.Errorf("making htpasswd file (apache2-utils): %w", err)
+	}
+	regDir := filepath.Join(dir, "registry")
+	if err := os.MkdirAll(filepath.Join(regDir, "data"), 0o755); err != nil {
+		return "", nil, err
+	}
+	if err := os.WriteFile(filepath.Join(regDir, "htpasswd"), htpasswd, 0o600); err != nil {
+		return "", nil, err
+	}
+	port, err := freePort()
+	if err != nil {
+		return "", nil, err
+	}
+	host = fmt.Sprintf("127.0.0.1:%d", port)
+	config := fmt.Sprintf(`version: 0.1
+log: {level: warn}
+storage:
+  filesystem: {rootdirectory: %s}
+  delete: {enabled: true}
+http:
+  addr: %s
+  secret: pullgate-e2e-not-a-secret
+auth:
+  htpasswd: {realm: pullgate-e2e, path: %s}
+`, filepath.Join(regDir, "data"), host, filepath.Join(regDir, "htpasswd"))
+	cfgPath := filepath.Join(regDir, "config.yml")
+	if err := os.WriteFile(cfgPath, []byte(config), 0o600); err != nil {
+		return "", nil, err
+	}
+	cmd = exec.Command(bin, "serve", cfgPath)
+	cmd.Stdout, cmd.Stderr = logs, logs
+	if err := cmd.Start(); err != nil {
+		return "", nil, fmt.Errorf("starting docker-registry: %w", err)
+	}
+	if err := waitFor(ctx, 20*time.Second, func() bool {
+		resp, err := http.Get("http://" + host + "/v2/")
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusUnauthorized
+	}); err != nil {
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+		return "", nil, fmt.Errorf("docker-registry did not come up on %s: %w", host, err)
+	}
+	return host, cmd, nil
+}
+
+func image(os, arch string) (v1.Image, error) {
+	img, err := random.Image(512, 1)
+	if err != nil {
+		return nil, err
+	}
+	cf, err := img.ConfigFile()
+	if err != nil {
+		return nil, err
+	}
+	cf = cf.DeepCopy()
+	cf.OS, cf.Architecture = os, arch
+	return mutate.ConfigFile(img, cf)
+}
+
+// pushImage pushes a random image for platform "os/arch", or an index of one image per
+// platform when given several, as ref.
+func pushImage(ctx context.Context, ref string, auth authn.Authenticator, platforms ...string) (v1.Hash, error) {
+	r, err := name.ParseReference(ref)
+	if err != nil {
+		return v1.Hash{}, err
+	}
+	opts := []remote.Option{remote.WithContext(ctx), remote.WithAuth(auth)}
+	if len(platforms) == 1 {
+		os, arch, _ := strings.Cut(platforms[0], "/")
+		img, err := image(os, arch)
+		if err != nil {
+			return v1.Hash{}, err
+		}
+		if err := remote.Write(r, img, opts...); err != nil {
+			return v1.Hash{}, fmt.Errorf("pushing %s: %w", ref, err)
+		}
+		return img.Digest()
+	}
+	var idx v1.ImageIndex = empty.Index
+	for _, p := range platforms {
+		os, arch, _ := strings.Cut(p, "/")
+		img, err := image(os, arch)
+		if err != nil {
+			return v1.Hash{}, err
+		}
+		idx = mutate.AppendManifests(idx, mutate.IndexAddendum{
+			Add: img, Descriptor: v1.Descriptor{Platform: &v1.Platform{OS: os, Architecture: arch}},
+		})
+	}
+	if err := remote.WriteIndex(r, idx, opts...); err != nil {
+		return v1.Hash{}, fmt.Errorf("pushing index %s: %w", ref, err)
+	}
+	return idx.Digest()
+}
+
+func freePort() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
+}
+
+func waitFor(ctx context.Context, timeout time.Duration, ok func() bool) error {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	for {
+		if ok() {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}

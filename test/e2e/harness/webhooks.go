@@ -1,0 +1,64 @@
+package harness
+
+import (
+	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// ValidatingWebhookConfiguration is pullgate's validating webhook as the e2e installs it:
+// the chart's defaults, with the service reference envtest rewrites to the local server.
+func ValidatingWebhookConfiguration() *admissionregistrationv1.ValidatingWebhookConfiguration {
+	path := "validate" // envtest joins it to https://HOST:PORT/
+	ignore := admissionregistrationv1.Ignore
+	none := admissionregistrationv1.SideEffectClassNone
+	timeout := int32(10)
+	client := admissionregistrationv1.WebhookClientConfig{
+		Service: &admissionregistrationv1.ServiceReference{Namespace: Namespace, Name: "pullgate", Path: &path},
+	}
+	rule := func(ops []admissionregistrationv1.OperationType, group string, resources ...string) admissionregistrationv1.RuleWithOperations {
+		return admissionregistrationv1.RuleWithOperations{Operations: ops, Rule: admissionregistrationv1.Rule{
+			APIGroups: []string{group}, APIVersions: []string{"v1"}, Resources: resources,
+		}}
+	}
+	create := []admissionregistrationv1.OperationType{admissionregistrationv1.Create}
+	update := []admissionregistrationv1.OperationType{admissionregistrationv1.Update}
+	both := []admissionregistrationv1.OperationType{admissionregistrationv1.Create, admissionregistrationv1.Update}
+	return &admissionregistrationv1.ValidatingWebhookConfiguration{
+		ObjectMeta: metav1.ObjectMeta{Name: "pullgate"},
+		Webhooks: []admissionregistrationv1.ValidatingWebhook{{
+			Name:         "workloads.pullgate.io",
+			ClientConfig: client,
+			Rules: []admissionregistrationv1.RuleWithOperations{
+				rule(create, "", "pods"),
+				rule(update, "", "pods/ephemeralcontainers"),
+				rule(both, "", "replicationcontrollers"),
+				rule(both, "apps", "deployments", "statefulsets", "daemonsets", "replicasets"),
+				rule(both, "batch", "jobs", "cronjobs"),
+			},
+			// Never block the cluster's own namespaces or pullgate's.
+			NamespaceSelector: &metav1.LabelSelector{MatchExpressions: []metav1.LabelSelectorRequirement{{
+				Key: "kubernetes.io/metadata.name", Operator: metav1.LabelSelectorOpNotIn,
+				Values: []string{"kube-system", Namespace},
+			}}},
+			FailurePolicy:           &ignore,
+			SideEffects:             &none,
+			AdmissionReviewVersions: []string{"v1"},
+			TimeoutSeconds:          &timeout,
+		}, {
+			Name:         "policy.pullgate.io",
+			ClientConfig: client,
+			Rules:        []admissionregistrationv1.RuleWithOperations{rule(both, "", "configmaps")},
+			NamespaceSelector: &metav1.LabelSelector{MatchLabels: map[string]string{
+				"kubernetes.io/metadata.name": Namespace,
+			}},
+			// Only the policy ConfigMap is pullgate's business.
+			MatchConditions: []admissionregistrationv1.MatchCondition{{
+				Name: "policy-configmap", Expression: `request.name == "` + PolicyConfigMap + `"`,
+			}},
+			FailurePolicy:           &ignore,
+			SideEffects:             &none,
+			AdmissionReviewVersions: []string{"v1"},
+			TimeoutSeconds:          &timeout,
+		}},
+	}
+}
