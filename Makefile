@@ -18,3 +18,39 @@ tools: ## Build kube-apiserver, kubectl, etcd, helm into hack/tools/bin (cached)
 .PHONY: deps
 deps: ## Install the Debian packages the e2e needs (docker-registry, apache2-utils)
 	hack/install-deps.sh
+
+# ---------------------------------------------------------------------------
+# Build, test, demo
+# ---------------------------------------------------------------------------
+GO ?= go
+FUZZTIME ?= 10s
+
+.PHONY: build
+build: ## Build the webhook binary into bin/
+	$(GO) build -o bin/pullgate-webhook ./cmd/webhook
+
+.PHONY: demo
+demo: deps tools ## Show pullgate rejecting, warning and admitting on a throwaway local cluster
+	$(GO) run ./hack/demo
+
+.PHONY: lint
+lint: ## gofmt and go vet
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "not gofmt-formatted:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+	$(GO) vet -tags e2e ./test/e2e/
+
+.PHONY: unit
+unit: ## Unit and integration tests with the race detector
+	$(GO) test -race -count=1 ./...
+
+.PHONY: fuzz
+fuzz: ## A short run of every fuzz target
+	$(GO) test -run '^$$' -fuzz '^FuzzAdmissionReview$$' -fuzztime $(FUZZTIME) ./pkg/webhook/
+	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME) ./pkg/policy/
+
+.PHONY: e2e
+e2e: deps tools ## End-to-end tests: real kube-apiserver, registries, pullgate binary and kubectl
+	$(GO) test -tags e2e -count=1 -v ./test/e2e/
+
+.PHONY: test
+test: deps tools lint unit fuzz e2e ## Everything CI runs (.ci/run)

@@ -259,6 +259,7 @@ func (e *Env) StartWebhook(ctx context.Context) error {
 		"--health-probe-bind-address", e.probeAddr,
 	)
 	cmd.Stdout, cmd.Stderr = e.logs, e.logs
+	cmd.SysProcAttr = dieWithParent()
 	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("starting pullgate: %w", err)
 	}

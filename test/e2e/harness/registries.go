@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/authn"
@@ -83,6 +84,7 @@ auth:
 	}
 	cmd = exec.Command(bin, "serve", cfgPath)
 	cmd.Stdout, cmd.Stderr = logs, logs
+	cmd.SysProcAttr = dieWithParent()
 	if err := cmd.Start(); err != nil {
 		return "", nil, fmt.Errorf("starting docker-registry: %w", err)
 	}
@@ -173,4 +175,10 @@ func waitFor(ctx context.Context, timeout time.Duration, ok func() bool) error {
 		case <-time.After(100 * time.Millisecond):
 		}
 	}
+}
+
+// dieWithParent makes a child process get SIGKILL when the test or demo process dies, so an
+// interrupted run leaves nothing behind.
+func dieWithParent() *syscall.SysProcAttr {
+	return &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 }
