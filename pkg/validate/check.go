@@ -177,6 +177,12 @@ func (r *run) checkImage(ctx context.Context, image string, never bool) []Findin
 	if r.pol.ImageExempt(familiarName(ref)) {
 		return nil
 	}
+	if r.pol.InsecureRegistry(registryHost(ref.Context())) {
+		// The operator says this registry speaks plain HTTP; the parse decides the scheme.
+		if insecure, err := name.ParseReference(image, name.Insecure); err == nil {
+			ref = insecure
+		}
+	}
 	repo := ref.Context()
 	host := registryHost(repo)
 	if !r.pol.RegistryAllowed(host) {
