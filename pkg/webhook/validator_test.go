@@ -301,36 +301,48 @@ func TestMalformedObjectIsABadRequest(t *testing.T) {
 }
 
 // TestBurstMakesOneManifestRequest: 200 concurrent admissions of one new image cost the
-// registry one manifest HEAD, and the platform check one manifest and one config GET.
+// registry one manifest HEAD; the platform check adds one manifest GET by digest and one
+// config GET, and nothing else.
 func TestBurstMakesOneManifestRequest(t *testing.T) {
-	w := newWorld(t)
-	v := w.validator(basePolicy())
-	w.public.PushImage(t, "fresh", "v1", "linux", "amd64")
-	w.public.Reset()
-	req := request(t, admissionv1.Create, podKind, testNS, podObject(testNS, containers(w.public.Ref("fresh", ":v1"))), nil)
-	var wg sync.WaitGroup
-	denied := make(chan string, 200)
-	for range 200 {
-		wg.Go(func() {
-			if resp := v.Handle(t.Context(), req); !resp.Allowed {
-				denied <- resp.Result.Message
+	for _, tc := range []struct {
+		desc                          string
+		platform                      policy.Mode
+		wantHeads, wantGets, wantBlob int
+	}{
+		{"platform check on", policy.Enforce, 1, 1, 1},
+		{"platform check off", policy.Off, 1, 0, 0},
+	} {
+		t.Run(tc.desc, func(t *testing.T) {
+			w := newWorld(t)
+			pol := basePolicy()
+			pol.Checks[policy.CheckPlatform] = tc.platform
+			v := w.validator(pol)
+			w.public.PushImage(t, "fresh", "v1", "linux", "amd64")
+			w.public.Reset()
+			req := request(t, admissionv1.Create, podKind, testNS, podObject(testNS, containers(w.public.Ref("fresh", ":v1"))), nil)
+			var wg sync.WaitGroup
+			denied := make(chan string, 200)
+			for range 200 {
+				wg.Go(func() {
+					if resp := v.Handle(t.Context(), req); !resp.Allowed {
+						denied <- resp.Result.Message
+					}
+				})
+			}
+			wg.Wait()
+			close(denied)
+			for msg := range denied {
+				t.Fatalf("a burst admission was denied: %s", msg)
+			}
+			got := [3]int{
+				w.public.Requests(http.MethodHead, "manifests"),
+				w.public.Requests(http.MethodGet, "manifests"),
+				w.public.Requests(http.MethodGet, "blobs"),
+			}
+			if want := [3]int{tc.wantHeads, tc.wantGets, tc.wantBlob}; got != want {
+				t.Errorf("manifest HEADs, manifest GETs, blob GETs = %v, want %v", got, want)
 			}
 		})
-	}
-	wg.Wait()
-	close(denied)
-	for msg := range denied {
-		t.Fatalf("a burst admission was denied: %s", msg)
-	}
-	if got := w.public.Requests(http.MethodHead, "manifests"); got != 1 {
-		t.Errorf("manifest HEADs = %d, want 1", got)
-	}
-	// The platform check reads the manifest (by digest) and its config once each.
-	if got := w.public.Requests(http.MethodGet, "manifests"); got != 1 {
-		t.Errorf("manifest GETs = %d, want 1", got)
-	}
-	if got := w.public.Requests(http.MethodGet, "blobs"); got != 1 {
-		t.Errorf("blob GETs = %d, want 1", got)
 	}
 }
 
