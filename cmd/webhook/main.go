@@ -7,6 +7,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"maps"
 	"net/http"
 	"os"
 	"strings"
@@ -115,11 +116,17 @@ func run(ctx context.Context, cfg config) error {
 	if err := clientgoscheme.AddToScheme(scheme); err != nil {
 		return fmt.Errorf("building scheme: %w", err)
 	}
-	cacheOpts := cache.Options{}
+	cacheOpts := cache.Options{
+		DefaultTransform: cache.TransformStripManagedFields(),
+		ByObject: map[client.Object]cache.ByObject{
+			// Only docker config secrets matter to pulls: keep no other secret's data in memory.
+			&corev1.Secret{}: {Transform: dropNonPullSecretData},
+		},
+	}
 	var policyKey types.NamespacedName
 	if cfg.PolicyConfigMap != "" {
 		policyKey, _ = cfg.policyKey()
-		cacheOpts.ByObject = policy.CacheByObject(policyKey)
+		maps.Copy(cacheOpts.ByObject, policy.CacheByObject(policyKey))
 	}
 
 	restCfg, err := ctrl.GetConfig()
@@ -222,4 +229,19 @@ func loadPolicyConfigMap(ctx context.Context, restCfg *rest.Config, scheme *runt
 	}
 	store.Set(p)
 	return nil
+}
+
+// dropNonPullSecretData empties the data of secrets the kubelet would not read as pull
+// secrets, before they enter the informer cache (pullsecrets reports such a secret by its
+// type alone), and strips managed fields, since a per-object transform replaces the default.
+func dropNonPullSecretData(obj any) (any, error) {
+	s, ok := obj.(*corev1.Secret)
+	if !ok {
+		return obj, nil
+	}
+	s.ManagedFields = nil
+	if s.Type != corev1.SecretTypeDockerConfigJson && s.Type != corev1.SecretTypeDockercfg {
+		s.Data, s.StringData = nil, nil
+	}
+	return s, nil
 }
