@@ -1,0 +1,120 @@
+package pullsecrets
+
+import (
+	"encoding/json"
+	"strings"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
+	"github.com/google/go-containerregistry/pkg/name"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client/fake"
+)
+
+const ns = "apps"
+
+func dockerSecret(name, host string) *corev1.Secret {
+	cfg, _ := json.Marshal(map[string]any{"auths": map[string]any{host: map[string]string{"username": "u", "password": "p"}}})
+	return &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
+		Type: corev1.SecretTypeDockerConfigJson, Data: map[string][]byte{corev1.DockerConfigJsonKey: cfg}}
+}
+
+func refs(names ...string) []corev1.LocalObjectReference {
+	var out []corev1.LocalObjectReference
+	for _, n := range names {
+		out = append(out, corev1.LocalObjectReference{Name: n})
+	}
+	return out
+}
+
+func TestForPod(t *testing.T) {
+	legacy := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "legacy"}, Type: corev1.SecretTypeDockercfg,
+		Data: map[string][]byte{corev1.DockerConfigKey: []byte(`{"old.example.com":{"username":"u","password":"p"}}`)}}
+	reader := fake.NewClientBuilder().WithObjects(
+		dockerSecret("ghcr", "ghcr.io"), dockerSecret("quay", "quay.io"), legacy,
+		&corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "tls"}, Type: corev1.SecretTypeTLS},
+		&corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "empty"}, Type: corev1.SecretTypeDockerConfigJson},
+		&corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "garbled"}, Type: corev1.SecretTypeDockerConfigJson,
+			Data: map[string][]byte{corev1.DockerConfigJsonKey: []byte(`{"auths":{"x.io":{"auth":"%%%"}}}`)}},
+		&corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "default"}, ImagePullSecrets: refs("quay")},
+		&corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "ci"}, ImagePullSecrets: refs("ghcr", "missing")},
+	).Build()
+
+	tests := []struct {
+		desc         string
+		spec         corev1.PodSpec
+		wantNames    []string
+		wantSA       string
+		wantProblems []Problem
+		// wantCreds maps a repository to the secrets whose credentials apply, in order.
+		wantCreds map[string][]string
+	}{
+		{desc: "the default ServiceAccount's secrets when the pod lists none",
+			wantNames: []string{"quay"}, wantSA: "default",
+			wantCreds: map[string][]string{"quay.io/team/app": {"quay"}, "ghcr.io/team/app": nil}},
+		{desc: "a named ServiceAccount's secrets, one missing",
+			spec:      corev1.PodSpec{ServiceAccountName: "ci"},
+			wantNames: []string{"ghcr", "missing"}, wantSA: "ci",
+			wantProblems: []Problem{{Secret: "missing", Kind: Missing}},
+			wantCreds:    map[string][]string{"ghcr.io/team/app": {"ghcr"}}},
+		{desc: "the pod's own list wins over the ServiceAccount's, duplicates once",
+			spec:      corev1.PodSpec{ImagePullSecrets: refs("ghcr", "legacy", "ghcr")},
+			wantNames: []string{"ghcr", "legacy"},
+			wantCreds: map[string][]string{"old.example.com/app": {"legacy"}, "quay.io/team/app": nil}},
+		{desc: "unusable secrets are reported, not used",
+			spec:      corev1.PodSpec{ImagePullSecrets: refs("tls", "empty", "garbled")},
+			wantNames: []string{"tls", "empty", "garbled"},
+			wantProblems: []Problem{
+				{Secret: "tls", Kind: WrongType}, {Secret: "empty", Kind: WrongType}, {Secret: "garbled", Kind: Unparseable},
+			},
+			wantCreds: map[string][]string{"x.io/app": nil}},
+		{desc: "a missing ServiceAccount means no secrets",
+			spec: corev1.PodSpec{ServiceAccountName: "nobody"}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.desc, func(t *testing.T) {
+			k, err := ForPod(t.Context(), reader, ns, &tc.spec)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if diff := cmp.Diff(tc.wantNames, k.SecretNames, cmpopts.EquateEmpty()); diff != "" {
+				t.Errorf("secret names (-want +got):\n%s", diff)
+			}
+			if k.ServiceAccount != tc.wantSA {
+				t.Errorf("ServiceAccount = %q, want %q", k.ServiceAccount, tc.wantSA)
+			}
+			if diff := cmp.Diff(tc.wantProblems, k.Problems, cmpopts.EquateEmpty(), cmpopts.IgnoreFields(Problem{}, "Detail")); diff != "" {
+				t.Errorf("problems (-want +got):\n%s", diff)
+			}
+			for _, p := range k.Problems {
+				if p.Detail == "" || containsAny(p.Detail, "%%%", `"p"`) {
+					t.Errorf("problem detail %q is empty or quotes secret data", p.Detail)
+				}
+			}
+			for repo, want := range tc.wantCreds {
+				r, err := name.NewRepository(repo)
+				if err != nil {
+					t.Fatal(err)
+				}
+				var got []string
+				for _, c := range k.Credentials(r) {
+					got = append(got, c.Secret)
+				}
+				if diff := cmp.Diff(want, got, cmpopts.EquateEmpty()); diff != "" {
+					t.Errorf("credentials for %s (-want +got):\n%s", repo, diff)
+				}
+			}
+		})
+	}
+}
+
+func containsAny(s string, subs ...string) bool {
+	for _, sub := range subs {
+		if strings.Contains(s, sub) {
+			return true
+		}
+	}
+	return false
+}
