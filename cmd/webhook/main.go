@@ -179,6 +179,10 @@ func run(ctx context.Context, cfg config) error {
 			r := store.Load().Registries
 			return registrycache.DialPolicy{AllowLoopback: r.AllowLoopback, AllowPrivateNetworks: r.AllowPrivateNetworks}
 		}),
+		// A lookup shared by concurrent admissions ends when the admission that started it
+		// would have given up, so a hanging registry is recorded as failing (and its circuit
+		// opens) after one deadline, not after a longer timeout of its own.
+		registrycache.WithRequestTimeout(pol.LookupTimeout.Duration),
 		registrycache.WithUserAgent("pullgate/"+version),
 	)
 	validator := &pgwebhook.Validator{

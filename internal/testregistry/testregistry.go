@@ -25,9 +25,10 @@ type Registry struct {
 	// push reaches the registry without auth or faults, for setting up content.
 	push *httptest.Server
 
-	mu     sync.Mutex
-	counts map[string]int
-	fault  http.HandlerFunc
+	mu         sync.Mutex
+	counts     map[string]int
+	fault      http.HandlerFunc
+	middleware func(next http.Handler) http.Handler
 }
 
 // Option configures a Registry.
@@ -54,10 +55,14 @@ func New(t testing.TB, opts ...Option) *Registry {
 	r.server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
 		r.count(req)
 		r.mu.Lock()
-		fault := r.fault
+		fault, middleware := r.fault, r.middleware
 		r.mu.Unlock()
 		if fault != nil {
 			fault(w, req)
+			return
+		}
+		if middleware != nil {
+			middleware(backend).ServeHTTP(w, req)
 			return
 		}
 		if s.user != "" {
@@ -86,6 +91,14 @@ func (r *Registry) SetFault(fault http.HandlerFunc) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.fault = fault
+}
+
+// SetMiddleware wraps the registry's handler, for faults that answer some requests and pass
+// others on (a slow registry, a malformed manifest); nil removes it.
+func (r *Registry) SetMiddleware(m func(next http.Handler) http.Handler) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.middleware = m
 }
 
 // Close stops the registry now, so its address refuses connections.
