@@ -47,6 +47,7 @@ unit: ## Unit and integration tests with the race detector
 fuzz: ## A short run of every fuzz target
 	$(GO) test -run '^$$' -fuzz '^FuzzAdmissionReview$$' -fuzztime $(FUZZTIME) ./pkg/webhook/
 	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME) ./pkg/policy/
+	$(GO) test -run '^$$' -fuzz '^FuzzImageReference$$' -fuzztime $(FUZZTIME) ./pkg/validate/
 
 .PHONY: e2e
 e2e: deps tools ## End-to-end tests: real kube-apiserver, registries, pullgate binary and kubectl
