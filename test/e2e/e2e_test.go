@@ -11,8 +11,12 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/pullgate/pullgate/test/e2e/harness"
 )
@@ -197,6 +201,67 @@ func TestPolicyReload(t *testing.T) {
 		}, nil})
 		check(t, apply(t, "image-not-found.yaml", "--dry-run=server"), denied)
 	})
+}
+
+// TestRestartBurst restarts pullgate (an empty cache) and creates 500 pods of one image it
+// has never seen, all at once: none may fail or time out, and the registry must see one
+// look-up, not 500.
+func TestRestartBurst(t *testing.T) {
+	kubectl(t, "apply", "-f", testdata("namespaces.yaml"))
+	env.StopWebhook()
+	if err := env.StartWebhook(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	image, err := env.PushPublic(t.Context(), "shop/burst:1.0", "linux/amd64", "linux/arm64")
+	if err != nil {
+		t.Fatal(err)
+	}
+	env.ResetPublicRequests()
+	const pods = 500
+	start := time.Now()
+	errs := make(chan error, pods)
+	var wg sync.WaitGroup
+	for i := range pods {
+		wg.Go(func() {
+			pod := &corev1.Pod{
+				ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("burst-%03d", i), Namespace: "shop"},
+				Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "app", Image: image}}},
+			}
+			if _, err := env.Client.CoreV1().Pods("shop").Create(t.Context(), pod, metav1.CreateOptions{}); err != nil {
+				errs <- err
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	elapsed := time.Since(start)
+	failed := 0
+	for err := range errs {
+		if failed == 0 {
+			t.Errorf("a pod creation failed: %v", err)
+		}
+		failed++
+	}
+	heads, gets := env.PublicRequests("HEAD", "manifests"), env.PublicRequests("GET", "manifests")
+	t.Logf("%d pods created in %s (%d failed); registry: %d manifest HEADs, %d manifest GETs, %d blob GETs",
+		pods-failed, elapsed.Round(time.Millisecond), failed, heads, gets, env.PublicRequests("GET", "blobs"))
+	if heads != 1 || gets > 1 {
+		t.Errorf("the registry saw %d manifest HEADs and %d GETs for one image; want 1 and at most 1", heads, gets)
+	}
+}
+
+func TestPullgateNamespaceIsNeverBlocked(t *testing.T) {
+	r := env.Kubectl(t.Context(), env.Expand(`apiVersion: v1
+kind: Pod
+metadata:
+  name: broken-self
+  namespace: pullgate-system
+spec:
+  containers:
+  - name: c
+    image: ${PUBLIC}/shop/does-not-exist:1.0
+`), "apply", "-f", "-")
+	check(t, r, expect{0, []string{"pod/broken-self created"}, []string{"Warning"}})
 }
 
 // TestWebhookDown must run last: it stops pullgate.

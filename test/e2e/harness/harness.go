@@ -48,11 +48,13 @@ type Env struct {
 	registry   *exec.Cmd
 	pullgate   *exec.Cmd
 	pullgateOK chan struct{}
-	binary     string
-	certDir    string
-	port       int
-	probeAddr  string
-	logs       *os.File
+	// publicRequests counts requests to the public registry by "METHOD kind".
+	publicRequests requestCounter
+	binary         string
+	certDir        string
+	port           int
+	probeAddr      string
+	logs           *os.File
 }
 
 // Options tune Start.
@@ -108,7 +110,7 @@ func Start(ctx context.Context, opts Options) (_ *Env, err error) {
 		return nil, fmt.Errorf("building pullgate: %w\n%s", err, out)
 	}
 
-	e.public = startPublicRegistry()
+	e.public = startPublicRegistry(&e.publicRequests)
 	e.Public = strings.TrimPrefix(e.public.URL, "http://")
 	e.limited = startRateLimitedRegistry()
 	e.RateLimited = strings.TrimPrefix(e.limited.URL, "http://")
@@ -147,6 +149,8 @@ func Start(ctx context.Context, opts Options) (_ *Env, err error) {
 	if err := os.WriteFile(e.Kubeconfig, kubeconfig, 0o600); err != nil {
 		return nil, err
 	}
+	// Bursts of pod creations must reach the API server at once, not at client-go's 5 QPS.
+	cfg.QPS, cfg.Burst = 2000, 2000
 	if e.Client, err = kubernetes.NewForConfig(cfg); err != nil {
 		return nil, err
 	}
@@ -165,6 +169,23 @@ func Start(ctx context.Context, opts Options) (_ *Env, err error) {
 		return nil, err
 	}
 	return e, nil
+}
+
+// PublicRequests returns how many requests of method reached kind ("manifests", "blobs",
+// "tags", "ping") of the public registry since the last ResetPublicRequests.
+func (e *Env) PublicRequests(method, kind string) int {
+	return e.publicRequests.get(method + " " + kind)
+}
+
+// ResetPublicRequests zeroes the public registry's request counters.
+func (e *Env) ResetPublicRequests() { e.publicRequests.reset() }
+
+// PushPublic pushes a new image for the given "os/arch" platforms to the public registry
+// as repo:tag and returns its reference.
+func (e *Env) PushPublic(ctx context.Context, repoTag string, platforms ...string) (string, error) {
+	ref := e.Public + "/" + repoTag
+	_, err := pushImage(ctx, ref, authn.Anonymous, platforms...)
+	return ref, err
 }
 
 // Images maps the names manifests use (${PUBLIC}, ${PRIVATE}, ...) to hosts, for Expand.

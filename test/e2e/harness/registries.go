@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -31,8 +32,53 @@ const (
 	PrivatePassword = "e2e-password-7f3a"
 )
 
-func startPublicRegistry() *httptest.Server {
-	return httptest.NewServer(registry.New(registry.Logger(log.New(io.Discard, "", 0))))
+func startPublicRegistry(counter *requestCounter) *httptest.Server {
+	backend := registry.New(registry.Logger(log.New(io.Discard, "", 0)))
+	return httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		counter.add(r.Method + " " + endpointKind(r.URL.Path))
+		backend.ServeHTTP(w, r)
+	}))
+}
+
+// requestCounter counts registry requests by "METHOD kind".
+type requestCounter struct {
+	mu     sync.Mutex
+	counts map[string]int
+}
+
+func (c *requestCounter) add(key string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.counts == nil {
+		c.counts = make(map[string]int)
+	}
+	c.counts[key]++
+}
+
+func (c *requestCounter) get(key string) int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.counts[key]
+}
+
+func (c *requestCounter) reset() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	clear(c.counts)
+}
+
+func endpointKind(p string) string {
+	switch {
+	case strings.Contains(p, "/manifests/"):
+		return "manifests"
+	case strings.Contains(p, "/blobs/"):
+		return "blobs"
+	case strings.HasSuffix(p, "/tags/list"):
+		return "tags"
+	case p == "/v2/" || p == "/v2":
+		return "ping"
+	}
+	return "other"
 }
 
 // startRateLimitedRegistry answers every request like Docker Hub over its pull limit.
