@@ -1,5 +1,6 @@
-// Command webhook runs pullgate's admission webhook: it serves /validate over TLS, keeps the
-// policy in step with its ConfigMap, and exposes health probes and Prometheus metrics.
+// Command webhook runs pullgate's admission webhooks: it serves /validate and /mutate over
+// TLS, keeps the policy in step with its ConfigMap, and exposes health probes and Prometheus
+// metrics.
 package main
 
 import (
@@ -26,6 +27,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/webhook"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
+	"github.com/pullgate/pullgate/pkg/mutate"
 	"github.com/pullgate/pullgate/pkg/nodes"
 	"github.com/pullgate/pullgate/pkg/policy"
 	"github.com/pullgate/pullgate/pkg/registrycache"
@@ -193,6 +195,13 @@ func run(ctx context.Context, cfg config) error {
 		PolicyConfigMap: policyKey,
 	}
 	mgr.GetWebhookServer().Register(pgwebhook.ValidatePath, &admission.Webhook{Handler: validator})
+	mutator := &pgwebhook.Mutator{
+		Mutations: &mutate.Mutator{Registry: registries, Reader: mgr.GetClient(), NodePlatforms: platforms.Get},
+		Policy:    store,
+		Reader:    mgr.GetClient(),
+	}
+	// Served always; it changes nothing unless the policy's mutations.enabled is true.
+	mgr.GetWebhookServer().Register(pgwebhook.MutatePath, &admission.Webhook{Handler: mutator})
 
 	if err := mgr.AddHealthzCheck("healthz", healthz.Ping); err != nil {
 		return fmt.Errorf("adding health check: %w", err)

@@ -57,6 +57,8 @@ type Policy struct {
 	// NamespaceModeLabel is the namespace label whose value (enforce, warn or off) overrides
 	// every check's mode for that namespace. Default "pullgate.io/mode".
 	NamespaceModeLabel string `json:"namespaceModeLabel,omitempty"`
+	// Mutations configures the mutating webhook (mutations.go); off by default.
+	Mutations MutationPolicy `json:"mutations,omitempty"`
 }
 
 // CachePolicy sets the registry cache's lifetimes and bound.

@@ -104,6 +104,9 @@ func (p *Policy) validate() field.ErrorList {
 		errs = append(errs, field.Invalid(field.NewPath("namespaceModeLabel"), shorten(p.NamespaceModeLabel),
 			"must be a label key: "+strings.Join(msgs, "; ")))
 	}
+
+	// Mutations are validated in mutations.go.
+	errs = append(errs, p.validateMutations()...)
 	return errs
 }
 

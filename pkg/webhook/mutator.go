@@ -5,9 +5,11 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"slices"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"gomodules.xyz/jsonpatch/v2"
 	admissionv1 "k8s.io/api/admission/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -17,6 +19,7 @@ import (
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/metrics"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
+	sigsjson "sigs.k8s.io/json"
 
 	"github.com/pullgate/pullgate/pkg/mutate"
 	"github.com/pullgate/pullgate/pkg/policy"
@@ -57,8 +60,10 @@ func (m *Mutator) handle(ctx context.Context, req admission.Request) admission.R
 	}
 	log := logf.FromContext(ctx).WithValues("namespace", req.Namespace, "name", req.Name)
 
+	// Decoded as the API server decodes (field names match case-sensitively), so the patch's
+	// paths name the fields the mutations read.
 	var pod corev1.Pod
-	if err := json.Unmarshal(req.Object.Raw, &pod); err != nil {
+	if err := sigsjson.UnmarshalCaseSensitivePreserveInts(req.Object.Raw, &pod); err != nil {
 		return admission.Errored(http.StatusBadRequest, fmt.Errorf("decoding Pod: %w", err))
 	}
 
@@ -96,11 +101,11 @@ func (m *Mutator) handle(ctx context.Context, req admission.Request) admission.R
 		return admission.Allowed("").WithWarnings(warnings...)
 	}
 
-	// The patch is the difference between the typed pod before and after the mutations, both
-	// encoded the same way, rather than between the request's raw object and the mutated
-	// pod: that would also "remove" every field this build's Pod type does not know (a newer
-	// API server's) and "add" every empty field encoding/json writes, which would break
-	// idempotence under reinvocation. The paths it touches exist in the raw object too.
+	// The patch takes the request's object to the mutated typed pod. Encoding a typed pod
+	// drops the fields this build's Pod type does not know (a newer API server's), which the
+	// patch would then remove: such removals, those that re-encoding the unmutated pod
+	// would make too, are dropped (as controller-runtime's defaulting webhooks do). The
+	// mutations themselves only add and replace.
 	before, err := json.Marshal(original)
 	if err != nil {
 		return admission.Errored(http.StatusInternalServerError, fmt.Errorf("encoding Pod: %w", err))
@@ -109,9 +114,33 @@ func (m *Mutator) handle(ctx context.Context, req admission.Request) admission.R
 	if err != nil {
 		return admission.Errored(http.StatusInternalServerError, fmt.Errorf("encoding Pod: %w", err))
 	}
-	resp := admission.PatchResponseFromRaw(before, after)
+	resp := dropRoundTripRemovals(admission.PatchResponseFromRaw(req.Object.Raw, after), req.Object.Raw, before)
 	log.V(1).Info("Pod mutated", "changes", len(res.Changes), "warnings", len(res.Warnings))
 	return resp.WithWarnings(warnings...)
+}
+
+// dropRoundTripRemovals drops from resp's patch the removals that re-encoding the
+// unmutated pod (before) would make to raw: fields the typed Pod does not hold.
+func dropRoundTripRemovals(resp admission.Response, raw, before []byte) admission.Response {
+	isRemove := func(op jsonpatch.Operation) bool { return op.Operation == "remove" }
+	if !resp.Allowed || !slices.ContainsFunc(resp.Patches, isRemove) {
+		return resp
+	}
+	roundTrip, err := jsonpatch.CreatePatch(raw, before)
+	if err != nil {
+		return admission.Errored(http.StatusInternalServerError, fmt.Errorf("comparing the Pod with its encoding: %w", err))
+	}
+	lost := make(map[string]bool)
+	for _, op := range roundTrip {
+		if isRemove(op) {
+			lost[op.Path] = true
+		}
+	}
+	resp.Patches = slices.DeleteFunc(resp.Patches, func(op jsonpatch.Operation) bool { return isRemove(op) && lost[op.Path] })
+	if len(resp.Patches) == 0 {
+		resp.PatchType = nil
+	}
+	return resp
 }
 
 // mutationWarnings turns the mutations not made into admission warnings, each under the API

@@ -1,12 +1,14 @@
 package webhook
 
 import (
+	"bytes"
 	"context"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
@@ -14,6 +16,10 @@ import (
 	jsonpatch "github.com/evanphx/json-patch/v5"
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-cmp/cmp/cmpopts"
+	"github.com/google/go-containerregistry/pkg/authn"
+	"github.com/google/go-containerregistry/pkg/name"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/types"
 	admissionv1 "k8s.io/api/admission/v1"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -23,8 +29,10 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client/fake"
 	"sigs.k8s.io/controller-runtime/pkg/client/interceptor"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
+	sigsjson "sigs.k8s.io/json"
 
 	"github.com/pullgate/pullgate/internal/testregistry"
+	"github.com/pullgate/pullgate/pkg/lookup"
 	"github.com/pullgate/pullgate/pkg/mutate"
 	"github.com/pullgate/pullgate/pkg/policy"
 	"github.com/pullgate/pullgate/pkg/registrycache"
@@ -378,4 +386,105 @@ func TestMutationWarnings(t *testing.T) {
 	if n := len([]rune(got[1])); n > warningRunes {
 		t.Errorf("long warning has %d runes, more than %d", n, warningRunes)
 	}
+}
+
+// everythingRegistry has every image, as one single-platform manifest, without I/O.
+type everythingRegistry struct{}
+
+func (everythingRegistry) Resolve(context.Context, name.Reference, authn.Authenticator) (lookup.Descriptor, error) {
+	return lookup.Descriptor{
+		Digest:    v1.Hash{Algorithm: "sha256", Hex: strings.Repeat("ab", 32)},
+		MediaType: types.DockerManifestSchema2,
+	}, nil
+}
+
+func (everythingRegistry) Platforms(context.Context, name.Digest, authn.Authenticator) ([]v1.Platform, error) {
+	return nil, nil
+}
+
+// FuzzMutatorAdmissionReview sends arbitrary bodies through controller-runtime's admission
+// plumbing into the mutator, with a registry that has every image: it must never panic,
+// always answer a well-formed AdmissionReview, and a patch it returns must apply to the
+// request's object and leave nothing to patch on a second pass.
+func FuzzMutatorAdmissionReview(f *testing.F) {
+	for _, seed := range []string{
+		`{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{"uid":"1","kind":{"version":"v1","kind":"Pod"},"operation":"CREATE","namespace":"a","object":{"spec":{"containers":[{"name":"c","image":"example.com/app:v1"},{"name":"d","image":"nginx"}]}}}}`,
+		`{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{"uid":"2","kind":{"version":"v1","kind":"Pod"},"operation":"CREATE","namespace":"a","object":{"metadata":{"annotations":{"pullgate.io/original-images":"not json"}},"spec":{"imagePullSecrets":[],"initContainers":[{"name":"i","image":"example.com/a:b@sha256:abababababababababababababababababababababababababababababababab"}],"future":[1]}}}}`,
+		`{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{"uid":"3","kind":{"version":"v1","kind":"Pod"},"operation":"CREATE","namespace":"a","object":{"spec":{"containers":[{"name":"c","image":"UPPER"},{"name":"c","image":"example.com/x"}]}}}}`,
+		`{"request":{"uid":"4","kind":{"group":"apps","version":"v1","kind":"Deployment"},"operation":"CREATE","object":{"spec":{}}}}`,
+		`{"request":null}`,
+		`not json`,
+		// Field names differing only in case: the pod must be read as the API server reads it.
+		`{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{"uid":"1","kind":{"version":"v1","kind":"Pod"},"operation":"CREATE","namespace":"a","object":{"speC":{"ContAiners":[{"name":"0","imAge":"00000"}]}}}}`,
+		`{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{"uid":"1","kind":{"version":"v1","kind":"Pod"},"operation":"CREATE","namespace":"a","object":{"speC":{"containers":[{"name":"0","image":"a"}]},"spec":{"containers":[{"name":"0","image":"b"}]}}}}`,
+		`{"request":{"uid":"2","kind":{"version":"v1","kind":"Pod"},"operation":"CREATE","nAmespACe":"a","object":{"spec":{"containers":[{"x":"0"},{"image":"00000"}]}}}}`,
+	} {
+		f.Add([]byte(seed))
+	}
+	pol := policy.Default()
+	pol.Mutations = policy.MutationPolicy{
+		Enabled: true,
+		Mirrors: []policy.MirrorRule{
+			{Registry: "example.com", Mirrors: []string{"mirror.example.com/ex"}},
+			{Registry: "docker.io", Mirrors: []string{"mirror.example.com/hub"}},
+		},
+		PullSecrets: []policy.PullSecretRule{{Registry: "mirror.example.com", SecretName: "regcred"}},
+		PinDigests:  true,
+	}
+	cfg, _ := json.Marshal(map[string]any{"auths": map[string]any{"mirror.example.com": map[string]string{
+		"auth": base64.StdEncoding.EncodeToString([]byte("u:p")),
+	}}})
+	reader := fake.NewClientBuilder().WithObjects(
+		&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "a"}},
+		&corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: "a", Name: "regcred"},
+			Type: corev1.SecretTypeDockerConfigJson, Data: map[string][]byte{corev1.DockerConfigJsonKey: cfg}},
+	).Build()
+	hook := &admission.Webhook{Handler: &Mutator{
+		Mutations: &mutate.Mutator{Registry: everythingRegistry{}, Reader: reader, NodePlatforms: func() []validate.Platform {
+			return []validate.Platform{{OS: "linux", Architecture: "amd64"}}
+		}},
+		Policy: policy.NewStore(pol),
+		Reader: reader,
+	}}
+	serve := func(t *testing.T, body []byte) *admissionv1.AdmissionResponse {
+		req := httptest.NewRequest(http.MethodPost, MutatePath, bytes.NewReader(body))
+		req.Header.Set("Content-Type", "application/json")
+		rec := httptest.NewRecorder()
+		hook.ServeHTTP(rec, req)
+		var review admissionv1.AdmissionReview
+		if err := json.Unmarshal(rec.Body.Bytes(), &review); err != nil {
+			t.Fatalf("answer is not an AdmissionReview: %v: %q", err, rec.Body.String())
+		}
+		if review.Response == nil {
+			t.Fatalf("answer has no response: %q", rec.Body.String())
+		}
+		return review.Response
+	}
+	f.Fuzz(func(t *testing.T, body []byte) {
+		resp := serve(t, body)
+		if len(resp.Patch) == 0 {
+			return
+		}
+		// Read as controller-runtime's deserializer reads it: field names are case-sensitive.
+		var review admissionv1.AdmissionReview
+		if err := sigsjson.UnmarshalCaseSensitivePreserveInts(body, &review); err != nil || review.Request == nil {
+			t.Fatalf("a patch for a body that is not an AdmissionReview: %q", body)
+		}
+		patch, err := jsonpatch.DecodePatch(resp.Patch)
+		if err != nil {
+			t.Fatalf("the patch does not decode: %v: %s", err, resp.Patch)
+		}
+		mutated, err := patch.Apply(review.Request.Object.Raw)
+		if err != nil {
+			t.Fatalf("the patch does not apply to the request's object: %v\npatch: %s\nobject: %s", err, resp.Patch, review.Request.Object.Raw)
+		}
+		review.Request.Object.Raw = mutated
+		again, err := json.Marshal(&review)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if resp2 := serve(t, again); len(resp2.Patch) != 0 {
+			t.Fatalf("a second pass patched again: %s\nobject: %s", resp2.Patch, mutated)
+		}
+	})
 }

@@ -1,0 +1,890 @@
+package mutate
+
+import (
+	"encoding/base64"
+	"encoding/json"
+	"net/http"
+	"strings"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
+	"github.com/google/go-containerregistry/pkg/authn"
+	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/client/fake"
+
+	"github.com/pullgate/pullgate/internal/testregistry"
+	"github.com/pullgate/pullgate/pkg/policy"
+	"github.com/pullgate/pullgate/pkg/registrycache"
+	"github.com/pullgate/pullgate/pkg/validate"
+)
+
+var _ Registry = (*registrycache.Cache)(nil)
+
+const testNS = "apps"
+
+var (
+	amd64 = validate.Platform{OS: "linux", Architecture: "amd64"}
+	arm64 = validate.Platform{OS: "linux", Architecture: "arm64"}
+)
+
+// fixture is the world one test case runs against: an origin and mirrors that are real
+// registries, private ones among them, and a namespace's secrets and ServiceAccounts.
+type fixture struct {
+	origin, mirror, mirror2 *testregistry.Registry
+	// private is an origin, privMirror a mirror, both wanting basic auth.
+	private, privMirror *testregistry.Registry
+	reader              client.Reader
+}
+
+func dockerSecret(name, host, user, pass string) *corev1.Secret {
+	cfg, _ := json.Marshal(map[string]any{"auths": map[string]any{host: map[string]string{
+		"auth": base64.StdEncoding.EncodeToString([]byte(user + ":" + pass)),
+	}}})
+	return &corev1.Secret{
+		ObjectMeta: metav1.ObjectMeta{Namespace: testNS, Name: name},
+		Type:       corev1.SecretTypeDockerConfigJson,
+		Data:       map[string][]byte{corev1.DockerConfigJsonKey: cfg},
+	}
+}
+
+func newFixture(t *testing.T) *fixture {
+	f := &fixture{
+		origin:     testregistry.New(t),
+		mirror:     testregistry.New(t),
+		mirror2:    testregistry.New(t),
+		private:    testregistry.New(t, testregistry.WithBasicAuth("puller", "hunter2")),
+		privMirror: testregistry.New(t, testregistry.WithBasicAuth("mirror", "s3cret")),
+	}
+	sa := func(name string, secrets ...string) *corev1.ServiceAccount {
+		s := &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: testNS, Name: name}}
+		for _, n := range secrets {
+			s.ImagePullSecrets = append(s.ImagePullSecrets, corev1.LocalObjectReference{Name: n})
+		}
+		return s
+	}
+	f.reader = fake.NewClientBuilder().WithObjects(
+		sa("default"),
+		sa("robot", "othercred"),
+		sa("builder", "regcred2"),
+		dockerSecret("regcred", f.private.Host, "puller", "hunter2"),
+		dockerSecret("regcred2", f.private.Host, "puller", "hunter2"),
+		dockerSecret("mirrorcred", f.privMirror.Host, "mirror", "s3cret"),
+		dockerSecret("othercred", "other.example.com", "x", "y"),
+		&corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: testNS, Name: "opaque"}, Type: corev1.SecretTypeOpaque,
+			Data: map[string][]byte{"token": []byte("x")}},
+	).Build()
+	return f
+}
+
+// mutator returns a Mutator with a fresh cache; nodes nil means the nodes are not known.
+func (f *fixture) mutator(nodes []validate.Platform) *Mutator {
+	m := &Mutator{
+		Registry: registrycache.New(registrycache.WithDialPolicy(registrycache.DialPolicy{AllowLoopback: true})),
+		Reader:   f.reader,
+	}
+	if nodes != nil {
+		m.NodePlatforms = func() []validate.Platform { return nodes }
+	}
+	return m
+}
+
+func enabledPolicy() *policy.Policy {
+	p := policy.Default()
+	p.Registries.AllowLoopback = true
+	p.Mutations.Enabled = true
+	return p
+}
+
+// copyImage copies the image or index at src to dst, as a mirror's sync would.
+func copyImage(t *testing.T, src, dst string, opts ...remote.Option) {
+	t.Helper()
+	srcRef, err := name.ParseReference(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dstRef, err := name.ParseReference(dst)
+	if err != nil {
+		t.Fatal(err)
+	}
+	desc, err := remote.Get(srcRef)
+	if err != nil {
+		t.Fatalf("reading %s: %v", src, err)
+	}
+	if desc.MediaType.IsIndex() {
+		idx, err := desc.ImageIndex()
+		if err == nil {
+			err = remote.WriteIndex(dstRef, idx, opts...)
+		}
+		if err != nil {
+			t.Fatalf("copying index %s to %s: %v", src, dst, err)
+		}
+		return
+	}
+	img, err := desc.Image()
+	if err == nil {
+		err = remote.Write(dstRef, img, opts...)
+	}
+	if err != nil {
+		t.Fatalf("copying %s to %s: %v", src, dst, err)
+	}
+}
+
+func pod(spec corev1.PodSpec) *corev1.Pod {
+	return &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: testNS, Name: "web"}, Spec: spec}
+}
+
+func containers(images ...string) corev1.PodSpec {
+	var s corev1.PodSpec
+	for i, img := range images {
+		s.Containers = append(s.Containers, corev1.Container{Name: "c" + string(rune('0'+i)), Image: img})
+	}
+	return s
+}
+
+func withSecrets(s corev1.PodSpec, names ...string) corev1.PodSpec {
+	for _, n := range names {
+		s.ImagePullSecrets = append(s.ImagePullSecrets, corev1.LocalObjectReference{Name: n})
+	}
+	return s
+}
+
+// outcome is what a test compares: every container's image, the pull secrets and the
+// recorded originals.
+type podView struct {
+	Images      map[string]string
+	PullSecrets []string
+	Originals   map[string]string
+}
+
+func viewOf(t *testing.T, p *corev1.Pod) podView {
+	t.Helper()
+	v := podView{Images: map[string]string{}}
+	for _, c := range p.Spec.InitContainers {
+		v.Images[c.Name] = c.Image
+	}
+	for _, c := range p.Spec.Containers {
+		v.Images[c.Name] = c.Image
+	}
+	for _, c := range p.Spec.EphemeralContainers {
+		v.Images[c.Name] = c.Image
+	}
+	for _, s := range p.Spec.ImagePullSecrets {
+		v.PullSecrets = append(v.PullSecrets, s.Name)
+	}
+	if a, ok := p.Annotations[OriginalImagesAnnotation]; ok {
+		if err := json.Unmarshal([]byte(a), &v.Originals); err != nil {
+			t.Fatalf("annotation %s is not a JSON object of strings: %v", a, err)
+		}
+	}
+	return v
+}
+
+// mutateTwice mutates a copy of in, checks that a second pass over the result changes
+// nothing (reinvocationPolicy: IfNeeded), and returns the first pass's pod and result.
+func mutateTwice(t *testing.T, m *Mutator, pol *policy.Policy, in *corev1.Pod) (*corev1.Pod, Result) {
+	t.Helper()
+	got := in.DeepCopy()
+	res, err := m.Mutate(t.Context(), pol, testNS, got)
+	if err != nil {
+		t.Fatalf("Mutate: %v", err)
+	}
+	again := got.DeepCopy()
+	res2, err := m.Mutate(t.Context(), pol, testNS, again)
+	if err != nil {
+		t.Fatalf("second Mutate: %v", err)
+	}
+	if len(res2.Changes) > 0 {
+		t.Errorf("a second pass changed the pod again: %+v", res2.Changes)
+	}
+	if diff := cmp.Diff(got, again); diff != "" {
+		t.Errorf("a second pass changed the pod (-first +second):\n%s", diff)
+	}
+	return got, res
+}
+
+// checkWarnings wants one warning per entry of want, each containing it.
+func checkWarnings(t *testing.T, got []Warning, want []string) {
+	t.Helper()
+	if len(got) != len(want) {
+		t.Fatalf("warnings = %+v, want %d containing %q", got, len(want), want)
+	}
+	for i, w := range want {
+		if !strings.Contains(got[i].Message, w) {
+			t.Errorf("warning %d = %q, want it to contain %q", i, got[i].Message, w)
+		}
+	}
+}
+
+func TestMirrorRewrite(t *testing.T) {
+	type want struct {
+		view     podView
+		warnings []string
+	}
+	tests := map[string]struct {
+		// setup pushes the images, returns the pod and what it should become.
+		setup func(t *testing.T, f *fixture, pol *policy.Policy) (*corev1.Pod, want)
+		// nodes are the cluster's node platforms; nil means unknown.
+		nodes []validate.Platform
+	}{
+		"mirror has the image: rewritten and the original recorded": {
+			nodes: []validate.Platform{amd64},
+			setup: func(t *testing.T, f *fixture, pol *policy.Policy) (*corev1.Pod, want) {
+				f.origin.PushImage(t, "app", "v1", "linux", "amd64")
+				copyImage(t, f.origin.Ref("app", ":v1"), f.mirror.Ref("origin/app", ":v1"))
+				pol.Mutations.Mirrors = []policy.MirrorRule{{Registry: f.origin.Host, Mirrors: []string{f.mirror.Host + "/origin"}}}
+				orig := f.origin.Ref("app", ":v1")
+				return pod(containers(orig)), want{view: podView{
+					Images:    map[string]string{"c0": f.mirror.Ref("origin/app", ":v1")},
+					Originals: map[string]string{"c0": orig},
+				}}
+			},
+		},
+		"first mirror lacks the image, the second has it": {
+			nodes: []validate.Platform{amd64},
+			setup: func(t *testing.T, f *fixture, pol *policy.Policy) (*corev1.Pod, want) {
+				f.origin.PushImage(t, "app", "v1", "linux", "amd64")
+				copyImage(t, f.origin.Ref("app", ":v1"), f.mirror2.Ref("o/app", ":v1"))
+				pol.Mutations.Mirrors = []policy.MirrorRule{{Registry: f.origin.Host,
+					Mirrors: []string{f.mirror.Host + "/origin", f.mirror2.Host + "/o"}}}
+				orig := f.origin.Ref("app", ":v1")
+				return pod(containers(orig)), want{view: podView{
+					Images:    map[string]string{"c0": f.mirror2.Ref("o/app", ":v1")},
+					Originals: map[string]string{"c0": orig},
+				}}
+			},
+		},
+		"no mirror has the image: original kept with a warning": {
+			nodes: []validate.Platform{amd64},
+			setup: func(t *testing.T, f *fixture, pol *policy.Policy) (*corev1.Pod, want) {
+				f.origin.PushImage(t, "app", "v1", "linux", "amd64")
+				pol.Mutations.Mirrors = []policy.MirrorRule{{Registry: f.origin.Host, Mirrors: []string{f.mirror.Host + "/origin"}}}
+				orig := f.origin.Ref("app", ":v1")
+				return pod(containers(orig)), want{
+					view:     podView{Images: map[string]string{"c0": orig}},
+					warnings: []string{f.mirror.Host + "/origin: manifest unknown"},
+				}
+			},
+		},
+		"mirror lacks a platform the nodes need and the original has: original kept": {
+			nodes: []validate.Platform{amd64, arm64},
+			setup: func(t *testing.T, f *fixture, pol *policy.Policy) (*corev1.Pod, want) {
+				f.origin.PushIndex(t, "multi", "v1", "linux/amd64", "linux/arm64")
+				f.mirror.PushImage(t, "origin/multi", "v1", "linux", "amd64")
+				pol.Mutations.Mirrors = []policy.MirrorRule{{Registry: f.origin.Host, Mirrors: []string{f.mirror.Host + "/origin"}}}
+				orig := f.origin.Ref("multi", ":v1")
+				return pod(containers(orig)), want{
+					view:     podView{Images: map[string]string{"c0": orig}},
+					warnings: []string{"lacks linux/arm64"},
+				}
+			},
+		},
+		"mirror lacks a platform the original lacks too: rewritten": {
+			nodes: []validate.Platform{amd64, arm64},
+			setup: func(t *testing.T, f *fixture, pol *policy.Policy) (*corev1.Pod, want) {
+				f.origin.PushImage(t, "app", "v1", "linux", "amd64")
+				f.mirror.PushImage(t, "origin/app", "v1", "linux", "amd64") // other bytes, same platform
+				pol.Mutations.Mirrors = []policy.MirrorRule{{Registry: f.origin.Host, Mirrors: []string{f.mirror.Host + "/origin"}}}
+				orig := f.origin.Ref("app", ":v1")
+				return pod(containers(orig)), want{view: podView{
+					Images:    map[string]string{"c0": f.mirror.Ref("origin/app", ":v1")},
+					Originals: map[string]string{"c0": orig},
+				}}
+			},
+		},
+		"pod scheduled on arm64 only, mirror has amd64 only: original kept": {
+			nodes: []validate.Platform{amd64, arm64},
+			setup: func(t *testing.T, f *fixture, pol *policy.Policy) (*corev1.Pod, want) {
+				f.origin.PushIndex(t, "multi", "v1", "linux/amd64", "linux/arm64")
+				f.mirror.PushImage(t, "origin/multi", "v1", "linux", "amd64")
+				pol.Mutations.Mirrors = []policy.MirrorRule{{Registry: f.origin.Host, Mirrors: []string{f.mirror.Host + "/origin"}}}
+				orig := f.origin.Ref("multi", ":v1")
+				spec := containers(orig)
+				spec.NodeSelector = map[string]string{corev1.LabelArchStable: "arm64"}
+				return pod(spec), want{
+					view:     podView{Images: map[string]string{"c0": orig}},
+					warnings: []string{"lacks linux/arm64"},
+				}
+			},
+		},
+		"pod scheduled on amd64 only, mirror has amd64 only: rewritten": {
+			nodes: []validate.Platform{amd64, arm64},
+			setup: func(t *testing.T, f *fixture, pol *policy.Policy) (*corev1.Pod, want) {
+				f.origin.PushIndex(t, "multi", "v1", "linux/amd64", "linux/arm64")
+				f.mirror.PushImage(t, "origin/multi", "v1", "linux", "amd64")
+				pol.Mutations.Mirrors = []policy.MirrorRule{{Registry: f.origin.Host, Mirrors: []string{f.mirror.Host + "/origin"}}}
+				orig := f.origin.Ref("multi", ":v1")
+				spec := containers(orig)
+				spec.NodeSelector = map[string]string{corev1.LabelArchStable: "amd64"}
+				return pod(spec), want{view: podView{
+					Images:    map[string]string{"c0": f.mirror.Ref("origin/multi", ":v1")},
+					Originals: map[string]string{"c0": orig},
+				}}
+			},
+		},
+		"nodes unknown, multi-arch mirror lacks a platform of the original: original kept": {
+			setup: func(t *testing.T, f *fixture, pol *policy.Policy) (*corev1.Pod, want) {
+				f.origin.PushIndex(t, "multi", "v1", "linux/amd64", "linux/arm64", "linux/s390x")
+				f.mirror.PushIndex(t, "origin/multi", "v1", "linux/amd64", "linux/arm64")
+				pol.Mutations.Mirrors = []policy.MirrorRule{{Registry: f.origin.Host, Mirrors: []string{f.mirror.Host + "/origin"}}}
+				orig := f.origin.Ref("multi", ":v1")
+				return pod(containers(orig)), want{
+					view:     podView{Images: map[string]string{"c0": orig}},
+					warnings: []string{"lacks linux/s390x of the original"},
+				}
+			},
+		},
+		"nodes unknown, multi-arch mirror is a copy of the original: rewritten": {
+			setup: func(t *testing.T, f *fixture, pol *policy.Policy) (*corev1.Pod, want) {
+				f.origin.PushIndex(t, "multi", "v1", "linux/amd64", "linux/arm64")
+				copyImage(t, f.origin.Ref("multi", ":v1"), f.mirror.Ref("origin/multi", ":v1"))
+				pol.Mutations.Mirrors = []policy.MirrorRule{{Registry: f.origin.Host, Mirrors: []string{f.mirror.Host + "/origin"}}}
+				orig := f.origin.Ref("multi", ":v1")
+				return pod(containers(orig)), want{view: podView{
+					Images:    map[string]string{"c0": f.mirror.Ref("origin/multi", ":v1")},
+					Originals: map[string]string{"c0": orig},
+				}}
+			},
+		},
+		"digest reference stays a digest on the mirror": {
+			nodes: []validate.Platform{amd64},
+			setup: func(t *testing.T, f *fixture, pol *policy.Policy) (*corev1.Pod, want) {
+				d := f.origin.PushIndex(t, "multi", "v1", "linux/amd64", "linux/arm64").String()
+				copyImage(t, f.origin.Ref("multi", ":v1"), f.mirror.Ref("origin/multi", ":v1"))
+				pol.Mutations.Mirrors = []policy.MirrorRule{{Registry: f.origin.Host, Mirrors: []string{f.mirror.Host + "/origin"}}}
+				orig := f.origin.Ref("multi", "@"+d)
+				return pod(containers(orig)), want{view: podView{
+					Images:    map[string]string{"c0": f.mirror.Ref("origin/multi", "@"+d)},
+					Originals: map[string]string{"c0": orig},
+				}}
+			},
+		},
+		"tag and digest reference keeps both on the mirror": {
+			nodes: []validate.Platform{amd64},
+			setup: func(t *testing.T, f *fixture, pol *policy.Policy) (*corev1.Pod, want) {
+				d := f.origin.PushImage(t, "app", "v1", "linux", "amd64").String()
+				copyImage(t, f.origin.Ref("app", ":v1"), f.mirror.Ref("origin/app", ":v1"))
+				pol.Mutations.Mirrors = []policy.MirrorRule{{Registry: f.origin.Host, Mirrors: []string{f.mirror.Host + "/origin"}}}
+				orig := f.origin.Ref("app", ":v1@"+d)
+				return pod(containers(orig)), want{view: podView{
+					Images:    map[string]string{"c0": f.mirror.Ref("origin/app", ":v1@"+d)},
+					Originals: map[string]string{"c0": orig},
+				}}
+			},
+		},
+		"digest the mirror does not have: original kept": {
+			nodes: []validate.Platform{amd64},
+			setup: func(t *testing.T, f *fixture, pol *policy.Policy) (*corev1.Pod, want) {
+				d := f.origin.PushImage(t, "app", "v1", "linux", "amd64").String()
+				f.mirror.PushImage(t, "origin/app", "v1", "linux", "amd64") // same tag, other bytes
+				pol.Mutations.Mirrors = []policy.MirrorRule{{Registry: f.origin.Host, Mirrors: []string{f.mirror.Host + "/origin"}}}
+				orig := f.origin.Ref("app", "@"+d)
+				return pod(containers(orig)), want{
+					view:     podView{Images: map[string]string{"c0": orig}},
+					warnings: []string{"manifest unknown"},
+				}
+			},
+		},
+		"short name through a docker.io rule": {
+			nodes: []validate.Platform{amd64},
+			setup: func(t *testing.T, f *fixture, pol *policy.Policy) (*corev1.Pod, want) {
+				// Docker Hub is never asked: the mirror has the image and the platform.
+				f.mirror.PushImage(t, "dockerhub/library/nginx", "1.27", "linux", "amd64")
+				pol.Mutations.Mirrors = []policy.MirrorRule{{Registry: "docker.io", Mirrors: []string{f.mirror.Host + "/dockerhub"}}}
+				return pod(containers("nginx:1.27")), want{view: podView{
+					Images:    map[string]string{"c0": f.mirror.Ref("dockerhub/library/nginx", ":1.27")},
+					Originals: map[string]string{"c0": "nginx:1.27"},
+				}}
+			},
+		},
+		"repository prefix limits the rule": {
+			nodes: []validate.Platform{amd64},
+			setup: func(t *testing.T, f *fixture, pol *policy.Policy) (*corev1.Pod, want) {
+				f.origin.PushImage(t, "team/app", "v1", "linux", "amd64")
+				f.origin.PushImage(t, "teamx/app", "v1", "linux", "amd64")
+				copyImage(t, f.origin.Ref("team/app", ":v1"), f.mirror.Ref("origin/team/app", ":v1"))
+				copyImage(t, f.origin.Ref("teamx/app", ":v1"), f.mirror.Ref("origin/teamx/app", ":v1"))
+				pol.Mutations.Mirrors = []policy.MirrorRule{{Registry: f.origin.Host, RepositoryPrefix: "team",
+					Mirrors: []string{f.mirror.Host + "/origin"}}}
+				in, out := f.origin.Ref("team/app", ":v1"), f.origin.Ref("teamx/app", ":v1")
+				return pod(containers(in, out)), want{view: podView{
+					Images:    map[string]string{"c0": f.mirror.Ref("origin/team/app", ":v1"), "c1": out},
+					Originals: map[string]string{"c0": in},
+				}}
+			},
+		},
+		"the longest matching prefix wins": {
+			nodes: []validate.Platform{amd64},
+			setup: func(t *testing.T, f *fixture, pol *policy.Policy) (*corev1.Pod, want) {
+				f.origin.PushImage(t, "team/app", "v1", "linux", "amd64")
+				copyImage(t, f.origin.Ref("team/app", ":v1"), f.mirror.Ref("all/team/app", ":v1"))
+				copyImage(t, f.origin.Ref("team/app", ":v1"), f.mirror2.Ref("team/team/app", ":v1"))
+				pol.Mutations.Mirrors = []policy.MirrorRule{
+					{Registry: f.origin.Host, Mirrors: []string{f.mirror.Host + "/all"}},
+					{Registry: f.origin.Host, RepositoryPrefix: "team", Mirrors: []string{f.mirror2.Host + "/team"}},
+				}
+				orig := f.origin.Ref("team/app", ":v1")
+				return pod(containers(orig)), want{view: podView{
+					Images:    map[string]string{"c0": f.mirror2.Ref("team/team/app", ":v1")},
+					Originals: map[string]string{"c0": orig},
+				}}
+			},
+		},
+		"init, regular and ephemeral containers; never-pulled and exempt images left alone": {
+			nodes: []validate.Platform{amd64},
+			setup: func(t *testing.T, f *fixture, pol *policy.Policy) (*corev1.Pod, want) {
+				f.origin.PushImage(t, "app", "v1", "linux", "amd64")
+				f.origin.PushImage(t, "tools", "v1", "linux", "amd64")
+				copyImage(t, f.origin.Ref("app", ":v1"), f.mirror.Ref("origin/app", ":v1"))
+				copyImage(t, f.origin.Ref("tools", ":v1"), f.mirror.Ref("origin/tools", ":v1"))
+				pol.Mutations.Mirrors = []policy.MirrorRule{{Registry: f.origin.Host, Mirrors: []string{f.mirror.Host + "/origin"}}}
+				pol.ExemptImages = []string{f.origin.Host + "/tools:*"}
+				app, tools := f.origin.Ref("app", ":v1"), f.origin.Ref("tools", ":v1")
+				spec := corev1.PodSpec{
+					InitContainers: []corev1.Container{{Name: "init", Image: app}},
+					Containers: []corev1.Container{
+						{Name: "main", Image: app},
+						{Name: "local", Image: app, ImagePullPolicy: corev1.PullNever},
+						{Name: "exempt", Image: tools},
+					},
+					EphemeralContainers: []corev1.EphemeralContainer{{EphemeralContainerCommon: corev1.EphemeralContainerCommon{Name: "debug", Image: app}}},
+				}
+				mirrored := f.mirror.Ref("origin/app", ":v1")
+				return pod(spec), want{view: podView{
+					Images:    map[string]string{"init": mirrored, "main": mirrored, "local": app, "exempt": tools, "debug": mirrored},
+					Originals: map[string]string{"init": app, "main": app, "debug": app},
+				}}
+			},
+		},
+		"image already on the mirror is not rewritten again": {
+			nodes: []validate.Platform{amd64},
+			setup: func(t *testing.T, f *fixture, pol *policy.Policy) (*corev1.Pod, want) {
+				f.mirror.PushImage(t, "origin/app", "v1", "linux", "amd64")
+				// A mirror on the registry it mirrors must not nest.
+				pol.Mutations.Mirrors = []policy.MirrorRule{{Registry: f.mirror.Host, Mirrors: []string{f.mirror.Host + "/origin"}}}
+				img := f.mirror.Ref("origin/app", ":v1")
+				return pod(containers(img)), want{view: podView{Images: map[string]string{"c0": img}}}
+			},
+		},
+		"private mirror asked with the pod's own credentials": {
+			nodes: []validate.Platform{amd64},
+			setup: func(t *testing.T, f *fixture, pol *policy.Policy) (*corev1.Pod, want) {
+				f.origin.PushImage(t, "app", "v1", "linux", "amd64")
+				copyImage(t, f.origin.Ref("app", ":v1"), f.privMirror.Ref("origin/app", ":v1"),
+					remote.WithAuth(&authn.Basic{Username: "mirror", Password: "s3cret"}))
+				pol.Mutations.Mirrors = []policy.MirrorRule{{Registry: f.origin.Host, Mirrors: []string{f.privMirror.Host + "/origin"}}}
+				orig := f.origin.Ref("app", ":v1")
+				return pod(withSecrets(containers(orig), "mirrorcred")), want{view: podView{
+					Images:      map[string]string{"c0": f.privMirror.Ref("origin/app", ":v1")},
+					PullSecrets: []string{"mirrorcred"},
+					Originals:   map[string]string{"c0": orig},
+				}}
+			},
+		},
+		"private mirror without credentials: original kept": {
+			nodes: []validate.Platform{amd64},
+			setup: func(t *testing.T, f *fixture, pol *policy.Policy) (*corev1.Pod, want) {
+				f.origin.PushImage(t, "app", "v1", "linux", "amd64")
+				copyImage(t, f.origin.Ref("app", ":v1"), f.privMirror.Ref("origin/app", ":v1"),
+					remote.WithAuth(&authn.Basic{Username: "mirror", Password: "s3cret"}))
+				pol.Mutations.Mirrors = []policy.MirrorRule{{Registry: f.origin.Host, Mirrors: []string{f.privMirror.Host + "/origin"}}}
+				orig := f.origin.Ref("app", ":v1")
+				return pod(containers(orig)), want{
+					view:     podView{Images: map[string]string{"c0": orig}},
+					warnings: []string{"unauthorized"},
+				}
+			},
+		},
+		"private mirror with the secret a pull-secret rule adds": {
+			nodes: []validate.Platform{amd64},
+			setup: func(t *testing.T, f *fixture, pol *policy.Policy) (*corev1.Pod, want) {
+				f.origin.PushImage(t, "app", "v1", "linux", "amd64")
+				copyImage(t, f.origin.Ref("app", ":v1"), f.privMirror.Ref("origin/app", ":v1"),
+					remote.WithAuth(&authn.Basic{Username: "mirror", Password: "s3cret"}))
+				pol.Mutations.Mirrors = []policy.MirrorRule{{Registry: f.origin.Host, Mirrors: []string{f.privMirror.Host + "/origin"}}}
+				pol.Mutations.PullSecrets = []policy.PullSecretRule{{Registry: f.privMirror.Host, SecretName: "mirrorcred"}}
+				orig := f.origin.Ref("app", ":v1")
+				return pod(containers(orig)), want{view: podView{
+					Images:      map[string]string{"c0": f.privMirror.Ref("origin/app", ":v1")},
+					PullSecrets: []string{"mirrorcred"},
+					Originals:   map[string]string{"c0": orig},
+				}}
+			},
+		},
+		"mirror on a registry the policy does not allow: original kept": {
+			nodes: []validate.Platform{amd64},
+			setup: func(t *testing.T, f *fixture, pol *policy.Policy) (*corev1.Pod, want) {
+				f.origin.PushImage(t, "app", "v1", "linux", "amd64")
+				copyImage(t, f.origin.Ref("app", ":v1"), f.mirror.Ref("origin/app", ":v1"))
+				pol.Mutations.Mirrors = []policy.MirrorRule{{Registry: f.origin.Host, Mirrors: []string{f.mirror.Host + "/origin"}}}
+				pol.Registries.Denied = []string{f.mirror.Host}
+				orig := f.origin.Ref("app", ":v1")
+				return pod(containers(orig)), want{
+					view:     podView{Images: map[string]string{"c0": orig}},
+					warnings: []string{"registry not allowed"},
+				}
+			},
+		},
+		"unreachable mirror: original kept": {
+			nodes: []validate.Platform{amd64},
+			setup: func(t *testing.T, f *fixture, pol *policy.Policy) (*corev1.Pod, want) {
+				f.origin.PushImage(t, "app", "v1", "linux", "amd64")
+				f.mirror.SetFault(func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusBadGateway) })
+				pol.Mutations.Mirrors = []policy.MirrorRule{{Registry: f.origin.Host, Mirrors: []string{f.mirror.Host + "/origin"}}}
+				orig := f.origin.Ref("app", ":v1")
+				return pod(containers(orig)), want{
+					view:     podView{Images: map[string]string{"c0": orig}},
+					warnings: []string{"server error"},
+				}
+			},
+		},
+		"an earlier original in the annotation is kept": {
+			nodes: []validate.Platform{amd64},
+			setup: func(t *testing.T, f *fixture, pol *policy.Policy) (*corev1.Pod, want) {
+				f.origin.PushImage(t, "app", "v1", "linux", "amd64")
+				copyImage(t, f.origin.Ref("app", ":v1"), f.mirror.Ref("origin/app", ":v1"))
+				pol.Mutations.Mirrors = []policy.MirrorRule{{Registry: f.origin.Host, Mirrors: []string{f.mirror.Host + "/origin"}}}
+				p := pod(containers(f.origin.Ref("app", ":v1")))
+				p.Annotations = map[string]string{OriginalImagesAnnotation: `{"c0":"first:v0","gone":"x:1"}`, "team": "a"}
+				return p, want{view: podView{
+					Images:    map[string]string{"c0": f.mirror.Ref("origin/app", ":v1")},
+					Originals: map[string]string{"c0": "first:v0", "gone": "x:1"},
+				}}
+			},
+		},
+	}
+	for desc, tc := range tests {
+		t.Run(desc, func(t *testing.T) {
+			f := newFixture(t)
+			pol := enabledPolicy()
+			in, want := tc.setup(t, f, pol)
+			got, res := mutateTwice(t, f.mutator(tc.nodes), pol, in)
+			if diff := cmp.Diff(want.view, viewOf(t, got), cmpopts.EquateEmpty()); diff != "" {
+				t.Errorf("pod mismatch (-want +got):\n%s", diff)
+			}
+			checkWarnings(t, res.Warnings, want.warnings)
+			if in.Annotations["team"] != "" && got.Annotations["team"] != in.Annotations["team"] {
+				t.Errorf("other annotations were not kept: %v", got.Annotations)
+			}
+		})
+	}
+}
+
+func TestPullSecretInjection(t *testing.T) {
+	tests := map[string]struct {
+		spec         func(f *fixture) corev1.PodSpec
+		rules        func(f *fixture) []policy.PullSecretRule
+		wantSecrets  []string
+		wantWarnings []string
+	}{
+		"no credential and the secret exists: added": {
+			spec:        func(f *fixture) corev1.PodSpec { return containers(f.private.Ref("app", ":v1")) },
+			wantSecrets: []string{"regcred"},
+		},
+		"the secret does not exist: nothing added, nothing said": {
+			spec: func(f *fixture) corev1.PodSpec { return containers(f.private.Ref("app", ":v1")) },
+			rules: func(f *fixture) []policy.PullSecretRule {
+				return []policy.PullSecretRule{{Registry: f.private.Host, SecretName: "absent"}}
+			},
+		},
+		"the first existing secret of several rules": {
+			spec: func(f *fixture) corev1.PodSpec { return containers(f.private.Ref("app", ":v1")) },
+			rules: func(f *fixture) []policy.PullSecretRule {
+				return []policy.PullSecretRule{
+					{Registry: f.private.Host, SecretName: "absent"},
+					{Registry: f.private.Host, SecretName: "regcred2"},
+					{Registry: f.private.Host, SecretName: "regcred"},
+				}
+			},
+			wantSecrets: []string{"regcred2"},
+		},
+		"the pod already has a credential for the registry": {
+			spec: func(f *fixture) corev1.PodSpec {
+				return withSecrets(containers(f.private.Ref("app", ":v1")), "regcred2")
+			},
+			wantSecrets: []string{"regcred2"},
+		},
+		"the pod lists a secret for another registry: appended": {
+			spec: func(f *fixture) corev1.PodSpec {
+				return withSecrets(containers(f.private.Ref("app", ":v1")), "othercred")
+			},
+			wantSecrets: []string{"othercred", "regcred"},
+		},
+		"the ServiceAccount's secrets are copied first": {
+			spec: func(f *fixture) corev1.PodSpec {
+				s := containers(f.private.Ref("app", ":v1"))
+				s.ServiceAccountName = "robot"
+				return s
+			},
+			wantSecrets: []string{"othercred", "regcred"},
+		},
+		"the ServiceAccount's secrets already hold a credential": {
+			spec: func(f *fixture) corev1.PodSpec {
+				s := containers(f.private.Ref("app", ":v1"))
+				s.ServiceAccountName = "builder"
+				return s
+			},
+		},
+		"the secret has no credential for the registry": {
+			spec: func(f *fixture) corev1.PodSpec { return containers(f.private.Ref("app", ":v1")) },
+			rules: func(f *fixture) []policy.PullSecretRule {
+				return []policy.PullSecretRule{{Registry: f.private.Host, SecretName: "othercred"}}
+			},
+			wantWarnings: []string{`"othercred" not added: it has no credential`},
+		},
+		"the secret is not a pull secret": {
+			spec: func(f *fixture) corev1.PodSpec { return containers(f.private.Ref("app", ":v1")) },
+			rules: func(f *fixture) []policy.PullSecretRule {
+				return []policy.PullSecretRule{{Registry: f.private.Host, SecretName: "opaque"}}
+			},
+			wantWarnings: []string{`"opaque" has type "Opaque"`},
+		},
+		"no image on the registry": {
+			spec: func(f *fixture) corev1.PodSpec { return containers(f.origin.Ref("app", ":v1")) },
+		},
+		"the image is never pulled": {
+			spec: func(f *fixture) corev1.PodSpec {
+				s := containers(f.private.Ref("app", ":v1"))
+				s.Containers[0].ImagePullPolicy = corev1.PullNever
+				return s
+			},
+		},
+	}
+	for desc, tc := range tests {
+		t.Run(desc, func(t *testing.T) {
+			f := newFixture(t)
+			pol := enabledPolicy()
+			pol.Mutations.PullSecrets = []policy.PullSecretRule{{Registry: f.private.Host, SecretName: "regcred"}}
+			if tc.rules != nil {
+				pol.Mutations.PullSecrets = tc.rules(f)
+			}
+			in := pod(tc.spec(f))
+			got, res := mutateTwice(t, f.mutator([]validate.Platform{amd64}), pol, in)
+			if diff := cmp.Diff(tc.wantSecrets, viewOf(t, got).PullSecrets, cmpopts.EquateEmpty()); diff != "" {
+				t.Errorf("imagePullSecrets mismatch (-want +got):\n%s", diff)
+			}
+			if diff := cmp.Diff(in.Spec.Containers, got.Spec.Containers); diff != "" {
+				t.Errorf("injection changed containers (-want +got):\n%s", diff)
+			}
+			checkWarnings(t, res.Warnings, tc.wantWarnings)
+		})
+	}
+}
+
+func TestPinDigests(t *testing.T) {
+	type want struct {
+		view     podView
+		warnings []string
+	}
+	tests := map[string]func(t *testing.T, f *fixture, pol *policy.Policy) (*corev1.Pod, want){
+		"tag pinned to its digest": func(t *testing.T, f *fixture, pol *policy.Policy) (*corev1.Pod, want) {
+			d := f.origin.PushImage(t, "app", "v1", "linux", "amd64").String()
+			orig := f.origin.Ref("app", ":v1")
+			return pod(containers(orig)), want{view: podView{
+				Images:    map[string]string{"c0": f.origin.Ref("app", ":v1@"+d)},
+				Originals: map[string]string{"c0": orig},
+			}}
+		},
+		"implicit latest is written out": func(t *testing.T, f *fixture, pol *policy.Policy) (*corev1.Pod, want) {
+			d := f.origin.PushImage(t, "app", "latest", "linux", "amd64").String()
+			orig := f.origin.Ref("app", "")
+			return pod(containers(orig)), want{view: podView{
+				Images:    map[string]string{"c0": f.origin.Ref("app", ":latest@"+d)},
+				Originals: map[string]string{"c0": orig},
+			}}
+		},
+		"private image pinned with the pod's credentials": func(t *testing.T, f *fixture, pol *policy.Policy) (*corev1.Pod, want) {
+			d := f.private.PushImage(t, "app", "v1", "linux", "amd64").String()
+			orig := f.private.Ref("app", ":v1")
+			return pod(withSecrets(containers(orig), "regcred")), want{view: podView{
+				Images:      map[string]string{"c0": f.private.Ref("app", ":v1@"+d)},
+				PullSecrets: []string{"regcred"},
+				Originals:   map[string]string{"c0": orig},
+			}}
+		},
+		"private image pinned with an added secret": func(t *testing.T, f *fixture, pol *policy.Policy) (*corev1.Pod, want) {
+			d := f.private.PushImage(t, "app", "v1", "linux", "amd64").String()
+			pol.Mutations.PullSecrets = []policy.PullSecretRule{{Registry: f.private.Host, SecretName: "regcred"}}
+			orig := f.private.Ref("app", ":v1")
+			return pod(containers(orig)), want{view: podView{
+				Images:      map[string]string{"c0": f.private.Ref("app", ":v1@"+d)},
+				PullSecrets: []string{"regcred"},
+				Originals:   map[string]string{"c0": orig},
+			}}
+		},
+		"private image without credentials: left to the validator": func(t *testing.T, f *fixture, pol *policy.Policy) (*corev1.Pod, want) {
+			f.private.PushImage(t, "app", "v1", "linux", "amd64")
+			orig := f.private.Ref("app", ":v1")
+			return pod(containers(orig)), want{view: podView{Images: map[string]string{"c0": orig}}}
+		},
+		"missing tag: left to the validator": func(t *testing.T, f *fixture, pol *policy.Policy) (*corev1.Pod, want) {
+			f.origin.PushImage(t, "app", "v1", "linux", "amd64")
+			orig := f.origin.Ref("app", ":v2")
+			return pod(containers(orig)), want{view: podView{Images: map[string]string{"c0": orig}}}
+		},
+		"digest reference unchanged": func(t *testing.T, f *fixture, pol *policy.Policy) (*corev1.Pod, want) {
+			d := f.origin.PushImage(t, "app", "v1", "linux", "amd64").String()
+			orig := f.origin.Ref("app", "@"+d)
+			return pod(containers(orig)), want{view: podView{Images: map[string]string{"c0": orig}}}
+		},
+		"registry failing: not pinned, with a warning": func(t *testing.T, f *fixture, pol *policy.Policy) (*corev1.Pod, want) {
+			f.origin.PushImage(t, "app", "v1", "linux", "amd64")
+			f.origin.SetFault(func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusServiceUnavailable) })
+			orig := f.origin.Ref("app", ":v1")
+			return pod(containers(orig)), want{
+				view:     podView{Images: map[string]string{"c0": orig}},
+				warnings: []string{"not pinned to a digest: server error"},
+			}
+		},
+		"mirrored, then pinned to the mirror's digest": func(t *testing.T, f *fixture, pol *policy.Policy) (*corev1.Pod, want) {
+			f.origin.PushImage(t, "app", "v1", "linux", "amd64")
+			d := f.mirror.PushImage(t, "origin/app", "v1", "linux", "amd64").String()
+			pol.Mutations.Mirrors = []policy.MirrorRule{{Registry: f.origin.Host, Mirrors: []string{f.mirror.Host + "/origin"}}}
+			orig := f.origin.Ref("app", ":v1")
+			return pod(containers(orig)), want{view: podView{
+				Images:    map[string]string{"c0": f.mirror.Ref("origin/app", ":v1@"+d)},
+				Originals: map[string]string{"c0": orig},
+			}}
+		},
+	}
+	for desc, setup := range tests {
+		t.Run(desc, func(t *testing.T) {
+			f := newFixture(t)
+			pol := enabledPolicy()
+			pol.Mutations.PinDigests = true
+			in, want := setup(t, f, pol)
+			got, res := mutateTwice(t, f.mutator([]validate.Platform{amd64}), pol, in)
+			if diff := cmp.Diff(want.view, viewOf(t, got), cmpopts.EquateEmpty()); diff != "" {
+				t.Errorf("pod mismatch (-want +got):\n%s", diff)
+			}
+			checkWarnings(t, res.Warnings, want.warnings)
+		})
+	}
+}
+
+// TestMasterSwitch: with mutations.enabled false nothing changes and no registry is asked,
+// whatever the rules say.
+func TestMasterSwitch(t *testing.T) {
+	f := newFixture(t)
+	f.origin.PushImage(t, "app", "v1", "linux", "amd64")
+	copyImage(t, f.origin.Ref("app", ":v1"), f.mirror.Ref("origin/app", ":v1"))
+	f.origin.Reset()
+	f.mirror.Reset()
+	pol := enabledPolicy()
+	pol.Mutations = policy.MutationPolicy{
+		Enabled:     false,
+		Mirrors:     []policy.MirrorRule{{Registry: f.origin.Host, Mirrors: []string{f.mirror.Host + "/origin"}}},
+		PullSecrets: []policy.PullSecretRule{{Registry: f.origin.Host, SecretName: "regcred"}},
+		PinDigests:  true,
+	}
+	in := pod(containers(f.origin.Ref("app", ":v1")))
+	got := in.DeepCopy()
+	res, err := f.mutator([]validate.Platform{amd64}).Mutate(t.Context(), pol, testNS, got)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(Result{}, res, cmpopts.EquateEmpty()); diff != "" {
+		t.Errorf("result mismatch (-want +got):\n%s", diff)
+	}
+	if diff := cmp.Diff(in, got); diff != "" {
+		t.Errorf("pod changed (-want +got):\n%s", diff)
+	}
+	if n := f.origin.TotalRequests() + f.mirror.TotalRequests(); n != 0 {
+		t.Errorf("%d registry requests with mutations off", n)
+	}
+}
+
+// TestChanges checks what Mutate reports, for the webhook's metrics and logs.
+func TestChanges(t *testing.T) {
+	f := newFixture(t)
+	f.private.PushImage(t, "app", "v1", "linux", "amd64")
+	d := f.mirror.PushImage(t, "private/app", "v1", "linux", "amd64").String()
+	pol := enabledPolicy()
+	pol.Mutations.Mirrors = []policy.MirrorRule{{Registry: f.private.Host, Mirrors: []string{f.mirror.Host + "/private"}}}
+	pol.Mutations.PullSecrets = []policy.PullSecretRule{{Registry: f.private.Host, SecretName: "regcred"}}
+	pol.Mutations.PinDigests = true
+	orig := f.private.Ref("app", ":v1")
+	_, res := mutateTwice(t, f.mutator([]validate.Platform{amd64}), pol, pod(containers(orig)))
+	want := Result{Changes: []Change{
+		{Kind: Mirror, Container: "c0", From: orig, To: f.mirror.Ref("private/app", ":v1")},
+		{Kind: Pin, Container: "c0", From: f.mirror.Ref("private/app", ":v1"), To: f.mirror.Ref("private/app", ":v1@"+d)},
+	}}
+	// The image moved to a public mirror, so the private registry's secret is not needed.
+	if diff := cmp.Diff(want, res, cmpopts.EquateEmpty()); diff != "" {
+		t.Errorf("result mismatch (-want +got):\n%s", diff)
+	}
+}
+
+// TestTarget checks the normalisation of image names onto a mirror, Docker Hub's short names
+// included (which tests cannot pull from Docker Hub itself).
+func TestTarget(t *testing.T) {
+	const digest = "sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
+	tests := []struct {
+		mirror, image, want string
+	}{
+		{"mirror.internal:5000/dockerhub", "nginx", "mirror.internal:5000/dockerhub/library/nginx:latest"},
+		{"mirror.internal:5000/dockerhub", "nginx:1.27", "mirror.internal:5000/dockerhub/library/nginx:1.27"},
+		{"mirror.internal:5000/dockerhub", "docker.io/library/nginx:1.27", "mirror.internal:5000/dockerhub/library/nginx:1.27"},
+		{"mirror.internal:5000/dockerhub", "index.docker.io/nginx:1.27", "mirror.internal:5000/dockerhub/library/nginx:1.27"},
+		{"mirror.internal:5000/dockerhub", "bitnami/redis:7.2", "mirror.internal:5000/dockerhub/bitnami/redis:7.2"},
+		{"mirror.internal:5000/dockerhub", "nginx@" + digest, "mirror.internal:5000/dockerhub/library/nginx@" + digest},
+		{"mirror.internal:5000/dockerhub", "nginx:1.27@" + digest, "mirror.internal:5000/dockerhub/library/nginx:1.27@" + digest},
+		{"mirror.internal:5000", "ghcr.io/org/app:v1", "mirror.internal:5000/org/app:v1"},
+		{"mirror.internal/a/b", "registry.local:5000/team/app:v2", "mirror.internal/a/b/team/app:v2"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.mirror+" "+tc.image, func(t *testing.T) {
+			got, err := Target(tc.mirror, tc.image)
+			if err != nil {
+				t.Fatalf("Target: %v", err)
+			}
+			if got != tc.want {
+				t.Errorf("Target(%q, %q) = %q, want %q", tc.mirror, tc.image, got, tc.want)
+			}
+		})
+	}
+	for _, bad := range [][2]string{{"mirror.internal", "Not/Valid"}, {"https://mirror.internal", "nginx"}, {"mirror.internal/Upper", "nginx"}} {
+		if got, err := Target(bad[0], bad[1]); err == nil {
+			t.Errorf("Target(%q, %q) = %q, want an error", bad[0], bad[1], got)
+		}
+	}
+}
+
+// TestRuleFor checks which rule an image falls under: Docker Hub under any of its names, the
+// longest repository prefix first.
+func TestRuleFor(t *testing.T) {
+	rules := []policy.MirrorRule{
+		{Registry: "docker.io", Mirrors: []string{"m/all"}},
+		{Registry: "index.docker.io", RepositoryPrefix: "bitnami", Mirrors: []string{"m/bitnami"}},
+		{Registry: "registry.local", Mirrors: []string{"m/local"}},
+	}
+	tests := map[string]string{
+		"nginx":                                "m/all",
+		"library/nginx:1.27":                   "m/all",
+		"docker.io/nginx":                      "m/all",
+		"registry-1.docker.io/library/nginx:1": "m/all",
+		"bitnami/redis:7":                      "m/bitnami",
+		"docker.io/bitnami/charts/redis:7":     "m/bitnami",
+		"bitnamix/redis:7":                     "m/all",
+		"registry.local:5000/app:v1":           "m/local",
+		"REGISTRY.local/app:v1":                "m/local",
+		"ghcr.io/org/app:v1":                   "",
+	}
+	for image, want := range tests {
+		ref, err := name.ParseReference(image)
+		if err != nil {
+			t.Fatalf("parsing %q: %v", image, err)
+		}
+		got := ""
+		if r := ruleFor(rules, ref.Context()); r != nil {
+			got = r.Mirrors[0]
+		}
+		if got != want {
+			t.Errorf("ruleFor(%q) = %q, want %q", image, got, want)
+		}
+	}
+}
