@@ -77,11 +77,53 @@ func run(ctx context.Context) error {
 			verdict = "ADMITTED WITH A WARNING"
 		}
 		fmt.Printf("\n[%d/%d] %s\n$ kubectl apply -f %s   → %s\n", i+1, len(steps), s.what, s.file, verdict)
-		for _, line := range strings.Split(r.Output(), "\n") {
-			if line = strings.TrimSpace(line); line != "" {
-				fmt.Println("    " + line)
-			}
+		printIndented(r.Output())
+	}
+	return showMutations(ctx, env, testdata)
+}
+
+func printIndented(out string) {
+	for _, line := range strings.Split(out, "\n") {
+		if line = strings.TrimSpace(line); line != "" {
+			fmt.Println("    " + line)
 		}
+	}
+}
+
+// showMutations turns the mirror rewrite and pull-secret injection on and shows what the API
+// server stored for two pods.
+func showMutations(ctx context.Context, env *harness.Env, testdata string) error {
+	fmt.Printf("\nTurning mutations on: images of %s are pulled from the mirror %s/hub when it has them,\n"+
+		"and pods without credentials for %s get the secret billing-pull.\n", env.Public, env.Mirror, env.Private)
+	if r, err := env.Apply(ctx, filepath.Join(testdata, "policy-mutations.yaml")); err != nil || r.ExitCode != 0 {
+		return fmt.Errorf("applying the mutation policy: %v %s", err, r.Output())
+	}
+	// The policy reload is asynchronous; wait until a server-side dry run shows the rewrite.
+	mirrored := env.Mirror + "/hub/shop/web:1.4.2"
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		r, err := env.Apply(ctx, filepath.Join(testdata, "mirrored-pod.yaml"), "--dry-run=server", "-o", "jsonpath={.spec.containers[0].image}")
+		if err == nil && r.Stdout == mirrored {
+			break
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("the mutation policy did not take effect in 30s")
+		}
+		time.Sleep(300 * time.Millisecond)
+	}
+	for _, s := range []struct{ file, pod, jsonpath, what string }{
+		{"mirrored-pod.yaml", "storefront-demo", `{.spec.containers[0].image}{"\n"}{.metadata.annotations.pullgate\.io/original-images}`, "a pod of " + env.Public + "/shop/web:1.4.2"},
+		{"pod-without-secret.yaml", "billing-job", `{.spec.imagePullSecrets[*].name}`, "a pod of the private image without imagePullSecrets"},
+	} {
+		r, err := env.Apply(ctx, filepath.Join(testdata, s.file))
+		if err != nil {
+			return err
+		}
+		fmt.Printf("\n%s\n$ kubectl apply -f %s\n", s.what, s.file)
+		printIndented(r.Output())
+		got := env.Kubectl(ctx, "", "get", "pod", s.pod, "-n", "shop", "-o", "jsonpath="+s.jsonpath)
+		fmt.Printf("$ kubectl get pod %s -o jsonpath='%s'\n", s.pod, s.jsonpath)
+		printIndented(got.Output())
 	}
 	return nil
 }

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -262,6 +263,90 @@ spec:
     image: ${PUBLIC}/shop/does-not-exist:1.0
 `), "apply", "-f", "-")
 	check(t, r, expect{0, []string{"pod/broken-self created"}, []string{"Warning"}})
+}
+
+// TestMutations turns the mirror rewrite and pull-secret injection on and checks what the
+// API server stores. The Deployment's template is left as written (GitOps tools would see
+// drift otherwise); its pods are rewritten. envtest runs no kube-controller-manager, so the
+// test creates the pod from the template as the ReplicaSet controller would.
+func TestMutations(t *testing.T) {
+	kubectl(t, "apply", "-f", testdata("namespaces.yaml"))
+	r := env.Kubectl(t.Context(), "", "get", "secret", "billing-pull", "-n", "shop")
+	if r.ExitCode != 0 {
+		kubectl(t, "create", "secret", "docker-registry", "billing-pull", "-n", "shop",
+			"--docker-server="+env.Private, "--docker-username="+harness.PrivateUser, "--docker-password="+harness.PrivatePassword)
+	}
+	check(t, apply(t, "policy-mutations.yaml"), expect{0, []string{"configmap/pullgate-policy configured"}, nil})
+	t.Cleanup(func() { apply(t, "policy-default.yaml") })
+
+	check(t, apply(t, "mirrored-deployment.yaml"), expect{0, []string{"deployment.apps/storefront"}, nil})
+	deploy, err := env.Client.AppsV1().Deployments("shop").Get(t.Context(), "storefront", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	origin := env.Public + "/shop/web:1.4.2"
+	mirrored := env.Mirror + "/hub/shop/web:1.4.2"
+	if got := deploy.Spec.Template.Spec.Containers[0].Image; got != origin {
+		t.Errorf("the Deployment's template was changed to %q; templates are never mutated", got)
+	}
+	podFromTemplate := func(dryRun bool) (*corev1.Pod, error) {
+		pod := &corev1.Pod{
+			ObjectMeta: metav1.ObjectMeta{GenerateName: "storefront-", Namespace: "shop",
+				Labels: deploy.Spec.Template.Labels},
+			Spec: *deploy.Spec.Template.Spec.DeepCopy(),
+		}
+		opts := metav1.CreateOptions{}
+		if dryRun {
+			opts.DryRun = []string{metav1.DryRunAll}
+		}
+		return env.Client.CoreV1().Pods("shop").Create(t.Context(), pod, opts)
+	}
+	// The policy reload is asynchronous: wait until a dry run shows the rewrite.
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		p, err := podFromTemplate(true)
+		if err == nil && p.Spec.Containers[0].Image == mirrored {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the mutation policy did not take effect in 30s (last: %v, %v)", err, p)
+		}
+		time.Sleep(300 * time.Millisecond)
+	}
+
+	t.Run("the Deployment's pods run the mirror's image", func(t *testing.T) {
+		created, err := podFromTemplate(false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		stored, err := env.Client.CoreV1().Pods("shop").Get(t.Context(), created.Name, metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := stored.Spec.Containers[0].Image; got != mirrored {
+			t.Errorf("stored pod runs %q, want the mirror's %q", got, mirrored)
+		}
+		if ann := stored.Annotations["pullgate.io/original-images"]; !strings.Contains(ann, origin) {
+			t.Errorf("original image not recorded: annotation %q", ann)
+		}
+		t.Logf("pod %s: image %s, pullgate.io/original-images=%s", stored.Name, stored.Spec.Containers[0].Image,
+			stored.Annotations["pullgate.io/original-images"])
+	})
+
+	t.Run("a pod without credentials gets the pull secret injected", func(t *testing.T) {
+		check(t, apply(t, "pod-without-secret.yaml"), expect{0, []string{"pod/billing-job created"}, nil})
+		stored, err := env.Client.CoreV1().Pods("shop").Get(t.Context(), "billing-job", metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var names []string
+		for _, s := range stored.Spec.ImagePullSecrets {
+			names = append(names, s.Name)
+		}
+		if !slices.Contains(names, "billing-pull") {
+			t.Errorf("stored pod's imagePullSecrets = %v, want billing-pull injected", names)
+		}
+	})
 }
 
 // TestWebhookDown must run last: it stops pullgate.

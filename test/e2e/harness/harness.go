@@ -34,8 +34,9 @@ const (
 type Env struct {
 	Dir        string
 	Kubeconfig string
-	// Public, Private, RateLimited and Unreachable are registry hosts (127.0.0.1:PORT).
-	Public, Private, RateLimited, Unreachable string
+	// Public, Private, Mirror, RateLimited and Unreachable are registry hosts (127.0.0.1:PORT).
+	// Mirror holds copies of some of Public's images under the path "hub/".
+	Public, Private, Mirror, RateLimited, Unreachable string
 	// Digests of pushed images, by reference ("PUBLIC/app:v1" form, see Images).
 	Digests map[string]string
 	Client  kubernetes.Interface
@@ -44,6 +45,7 @@ type Env struct {
 	kubectl    string
 	env        *envtest.Environment
 	public     *httptest.Server
+	mirror     *httptest.Server
 	limited    *httptest.Server
 	registry   *exec.Cmd
 	pullgate   *exec.Cmd
@@ -112,6 +114,9 @@ func Start(ctx context.Context, opts Options) (_ *Env, err error) {
 
 	e.public = startPublicRegistry(&e.publicRequests)
 	e.Public = strings.TrimPrefix(e.public.URL, "http://")
+	var mirrorRequests requestCounter
+	e.mirror = startPublicRegistry(&mirrorRequests)
+	e.Mirror = strings.TrimPrefix(e.mirror.URL, "http://")
 	e.limited = startRateLimitedRegistry()
 	e.RateLimited = strings.TrimPrefix(e.limited.URL, "http://")
 	port, err := freePort()
@@ -131,6 +136,7 @@ func Start(ctx context.Context, opts Options) (_ *Env, err error) {
 		BinaryAssetsDirectory: assets,
 		WebhookInstallOptions: envtest.WebhookInstallOptions{
 			ValidatingWebhooks: []*admissionregistrationv1.ValidatingWebhookConfiguration{ValidatingWebhookConfiguration()},
+			MutatingWebhooks:   []*admissionregistrationv1.MutatingWebhookConfiguration{MutatingWebhookConfiguration()},
 		},
 	}
 	cfg, err := e.env.Start()
@@ -191,7 +197,7 @@ func (e *Env) PushPublic(ctx context.Context, repoTag string, platforms ...strin
 // Images maps the names manifests use (${PUBLIC}, ${PRIVATE}, ...) to hosts, for Expand.
 func (e *Env) vars() map[string]string {
 	return map[string]string{
-		"PUBLIC": e.Public, "PRIVATE": e.Private, "RATELIMITED": e.RateLimited,
+		"PUBLIC": e.Public, "PRIVATE": e.Private, "MIRROR": e.Mirror, "RATELIMITED": e.RateLimited,
 		"UNREACHABLE": e.Unreachable, "MISSING_DIGEST": "sha256:" + strings.Repeat("0", 64),
 		"PRIVATE_USER": PrivateUser, "PRIVATE_PASSWORD": PrivatePassword,
 	}
@@ -222,6 +228,7 @@ func (e *Env) pushImages(ctx context.Context) error {
 		{e.Public + "/shop/worker:2.0", authn.Anonymous, []string{"linux/amd64"}},
 		{e.Public + "/shop/edge-agent:1.0", authn.Anonymous, []string{"linux/arm64"}},
 		{e.Private + "/internal/billing:3.1", private, []string{"linux/amd64", "linux/arm64"}},
+		{e.Mirror + "/hub/shop/web:1.4.2", authn.Anonymous, []string{"linux/amd64", "linux/arm64"}},
 	}
 	for _, p := range pushes {
 		d, err := pushImage(ctx, p.ref, p.auth, p.platforms...)
@@ -384,6 +391,9 @@ func (e *Env) Stop() {
 	}
 	if e.public != nil {
 		e.public.Close()
+	}
+	if e.mirror != nil {
+		e.mirror.Close()
 	}
 	if e.limited != nil {
 		e.limited.Close()

@@ -62,3 +62,36 @@ func ValidatingWebhookConfiguration() *admissionregistrationv1.ValidatingWebhook
 		}},
 	}
 }
+
+// MutatingWebhookConfiguration is pullgate's mutating webhook as the e2e installs it: Pods
+// only, on CREATE, reinvoked if a later webhook changes the pod. It changes nothing unless
+// the policy turns mutations on.
+func MutatingWebhookConfiguration() *admissionregistrationv1.MutatingWebhookConfiguration {
+	path := "mutate"
+	ignore := admissionregistrationv1.Ignore
+	none := admissionregistrationv1.SideEffectClassNone
+	ifNeeded := admissionregistrationv1.IfNeededReinvocationPolicy
+	timeout := int32(10)
+	return &admissionregistrationv1.MutatingWebhookConfiguration{
+		ObjectMeta: metav1.ObjectMeta{Name: "pullgate"},
+		Webhooks: []admissionregistrationv1.MutatingWebhook{{
+			Name: "pods.mutate.pullgate.io",
+			ClientConfig: admissionregistrationv1.WebhookClientConfig{
+				Service: &admissionregistrationv1.ServiceReference{Namespace: Namespace, Name: "pullgate", Path: &path},
+			},
+			Rules: []admissionregistrationv1.RuleWithOperations{{
+				Operations: []admissionregistrationv1.OperationType{admissionregistrationv1.Create},
+				Rule:       admissionregistrationv1.Rule{APIGroups: []string{""}, APIVersions: []string{"v1"}, Resources: []string{"pods"}},
+			}},
+			NamespaceSelector: &metav1.LabelSelector{MatchExpressions: []metav1.LabelSelectorRequirement{{
+				Key: "kubernetes.io/metadata.name", Operator: metav1.LabelSelectorOpNotIn,
+				Values: []string{"kube-system", Namespace},
+			}}},
+			FailurePolicy:           &ignore,
+			SideEffects:             &none,
+			ReinvocationPolicy:      &ifNeeded,
+			AdmissionReviewVersions: []string{"v1"},
+			TimeoutSeconds:          &timeout,
+		}},
+	}
+}
