@@ -244,27 +244,10 @@ func (r *run) warn(kind Kind, container, image, msg string) {
 	r.result.Warnings = append(r.result.Warnings, Warning{Kind: kind, Container: container, Image: image, Message: msg})
 }
 
-// resolve looks ref up as the kubelet would pull it: with each credential that applies, in
-// order, until one is accepted; anonymously when none applies. It returns the authenticator
-// of the last attempt.
+// resolve looks ref up as the kubelet would pull it, with the pod's credentials for it
+// (including any this run added).
 func (r *run) resolve(ctx context.Context, ref name.Reference) (lookup.Descriptor, authn.Authenticator, error) {
-	creds := r.credentials(ctx, ref.Context())
-	if len(creds) == 0 {
-		desc, err := r.m.Registry.Resolve(ctx, ref, authn.Anonymous)
-		return desc, authn.Anonymous, err
-	}
-	var rejected error
-	for _, cred := range creds {
-		desc, err := r.m.Registry.Resolve(ctx, ref, cred.Auth)
-		if err == nil {
-			return desc, cred.Auth, nil
-		}
-		if k := lookup.KindOf(err); k != lookup.KindUnauthorized && k != lookup.KindDenied {
-			return desc, cred.Auth, err
-		}
-		rejected = err
-	}
-	return lookup.Descriptor{}, creds[len(creds)-1].Auth, rejected
+	return validate.ResolveAsKubelet(ctx, r.m.Registry, ref, r.credentials(ctx, ref.Context()))
 }
 
 // podCredentials are the credentials the pod's pull secrets, including any added by this

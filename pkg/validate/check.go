@@ -209,37 +209,47 @@ func (r *run) checkImage(ctx context.Context, image string, never bool) []Findin
 	return out
 }
 
-// resolve looks ref up as the kubelet would pull it: with each credential that applies, in
-// order, until one is accepted; anonymously when none applies. It returns the authenticator
-// of the last attempt.
+// resolve looks ref up with the credentials the pod's keyring holds for it.
 func (r *run) resolve(ctx context.Context, ref name.Reference) (lookup.Descriptor, authn.Authenticator, error) {
-	creds := r.pod.Keyring.Credentials(ref.Context())
+	return ResolveAsKubelet(ctx, r.checker.Registry, ref, r.pod.Keyring.Credentials(ref.Context()))
+}
+
+// Resolver is the part of Registry that confirms a reference exists.
+type Resolver interface {
+	Resolve(ctx context.Context, ref name.Reference, auth authn.Authenticator) (lookup.Descriptor, error)
+}
+
+// ResolveAsKubelet looks ref up as the kubelet would pull it: with each credential, in
+// order, until one is accepted; anonymously when there is none. It returns the
+// authenticator of the last attempt. When every credential is refused (401/403), the error
+// is a *RejectedError naming the last secret tried.
+func ResolveAsKubelet(ctx context.Context, reg Resolver, ref name.Reference, creds []pullsecrets.Credential) (lookup.Descriptor, authn.Authenticator, error) {
 	if len(creds) == 0 {
-		desc, err := r.checker.Registry.Resolve(ctx, ref, authn.Anonymous)
+		desc, err := reg.Resolve(ctx, ref, authn.Anonymous)
 		return desc, authn.Anonymous, err
 	}
 	var rejected error
 	for _, cred := range creds {
-		desc, err := r.checker.Registry.Resolve(ctx, ref, cred.Auth)
+		desc, err := reg.Resolve(ctx, ref, cred.Auth)
 		if err == nil {
 			return desc, cred.Auth, nil
 		}
 		if k := lookup.KindOf(err); k != lookup.KindUnauthorized && k != lookup.KindDenied {
 			return desc, cred.Auth, err
 		}
-		rejected = &rejectedError{secret: cred.Secret, err: err}
+		rejected = &RejectedError{Secret: cred.Secret, Err: err}
 	}
 	return lookup.Descriptor{}, creds[len(creds)-1].Auth, rejected
 }
 
-// rejectedError marks an auth failure with credentials from a named secret.
-type rejectedError struct {
-	secret string
-	err    error
+// RejectedError is an auth failure with the credentials of a named pull secret.
+type RejectedError struct {
+	Secret string
+	Err    error
 }
 
-func (e *rejectedError) Error() string { return fmt.Sprintf("secret %q: %v", e.secret, e.err) }
-func (e *rejectedError) Unwrap() error { return e.err }
+func (e *RejectedError) Error() string { return fmt.Sprintf("secret %q: %v", e.Secret, e.Err) }
+func (e *RejectedError) Unwrap() error { return e.Err }
 
 func (r *run) lookupFindings(ctx context.Context, ref name.Reference, image string, auth authn.Authenticator, err error) []Finding {
 	var out []Finding
@@ -252,19 +262,19 @@ func (r *run) lookupFindings(ctx context.Context, ref name.Reference, image stri
 	host := registryHost(repo)
 	repoName := familiarRepo(repo)
 
-	var rejected *rejectedError
+	var rejected *RejectedError
 	if errors.As(err, &rejected) {
 		if lookup.KindOf(err) == lookup.KindDenied {
 			add(CredentialsRejected, Deny,
-				fmt.Sprintf("the credentials in pull secret %q may not pull %s", rejected.secret, repoName),
+				fmt.Sprintf("the credentials in pull secret %q may not pull %s", rejected.Secret, repoName),
 				fmt.Sprintf("grant that account pull access to %s, or use a secret whose account has it", repoName))
 		} else {
 			add(CredentialsRejected, Deny,
-				fmt.Sprintf("registry %s rejected the credentials in pull secret %q", host, rejected.secret),
+				fmt.Sprintf("registry %s rejected the credentials in pull secret %q", host, rejected.Secret),
 				fmt.Sprintf("renew the secret: kubectl create secret docker-registry %s --docker-server=%s --docker-username=USER --docker-password=TOKEN -n %s --dry-run=client -o yaml | kubectl apply -f -",
-					rejected.secret, host, r.pod.Namespace))
+					rejected.Secret, host, r.pod.Namespace))
 		}
-		r.cite(rejected.secret)
+		r.cite(rejected.Secret)
 		return out
 	}
 
