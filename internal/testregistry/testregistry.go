@@ -114,7 +114,11 @@ func (r *Registry) count(req *http.Request) {
 }
 
 // kindOfPath names the endpoint of a registry path: manifests, blobs, tags, ping.
-func kindOfPath(p string) string {
+func kindOfPath(p string) string { return EndpointKind(p) }
+
+// EndpointKind names the endpoint a registry API path is for: "manifests", "blobs", "tags",
+// "ping" or "other". Request counters of tests, the e2e and the benchmark key on it.
+func EndpointKind(p string) string {
 	switch {
 	case strings.Contains(p, "/manifests/"):
 		return "manifests"
@@ -160,21 +164,26 @@ func (r *Registry) Ref(repo, suffix string) string { return r.Host + "/" + repo 
 // Image returns a random single-platform image for os/arch.
 func Image(t testing.TB, os, arch string) v1.Image {
 	t.Helper()
+	img, err := PlatformImage(os, arch)
+	if err != nil {
+		t.Fatalf("random %s/%s image: %v", os, arch, err)
+	}
+	return img
+}
+
+// PlatformImage returns a random single-layer image whose config says os/arch.
+func PlatformImage(os, arch string) (v1.Image, error) {
 	img, err := random.Image(256, 1)
 	if err != nil {
-		t.Fatalf("random image: %v", err)
+		return nil, err
 	}
 	cf, err := img.ConfigFile()
 	if err != nil {
-		t.Fatalf("config file: %v", err)
+		return nil, err
 	}
 	cf = cf.DeepCopy()
 	cf.OS, cf.Architecture = os, arch
-	img, err = mutate.ConfigFile(img, cf)
-	if err != nil {
-		t.Fatalf("setting platform: %v", err)
-	}
-	return img
+	return mutate.ConfigFile(img, cf)
 }
 
 // PushImage pushes a single-platform image as repo:tag and returns its digest.

@@ -20,8 +20,9 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/empty"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
-	"github.com/google/go-containerregistry/pkg/v1/random"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
+
+	"github.com/pullgate/pullgate/internal/testregistry"
 	"io"
 	"log"
 )
@@ -35,7 +36,7 @@ const (
 func startPublicRegistry(counter *requestCounter) *httptest.Server {
 	backend := registry.New(registry.Logger(log.New(io.Discard, "", 0)))
 	return httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		counter.add(r.Method + " " + endpointKind(r.URL.Path))
+		counter.add(r.Method + " " + testregistry.EndpointKind(r.URL.Path))
 		backend.ServeHTTP(w, r)
 	}))
 }
@@ -65,20 +66,6 @@ func (c *requestCounter) reset() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	clear(c.counts)
-}
-
-func endpointKind(p string) string {
-	switch {
-	case strings.Contains(p, "/manifests/"):
-		return "manifests"
-	case strings.Contains(p, "/blobs/"):
-		return "blobs"
-	case strings.HasSuffix(p, "/tags/list"):
-		return "tags"
-	case p == "/v2/" || p == "/v2":
-		return "ping"
-	}
-	return "other"
 }
 
 // startRateLimitedRegistry answers every request like Docker Hub over its pull limit.
@@ -149,20 +136,6 @@ auth:
 	return host, cmd, nil
 }
 
-func image(os, arch string) (v1.Image, error) {
-	img, err := random.Image(512, 1)
-	if err != nil {
-		return nil, err
-	}
-	cf, err := img.ConfigFile()
-	if err != nil {
-		return nil, err
-	}
-	cf = cf.DeepCopy()
-	cf.OS, cf.Architecture = os, arch
-	return mutate.ConfigFile(img, cf)
-}
-
 // pushImage pushes a random image for platform "os/arch", or an index of one image per
 // platform when given several, as ref.
 func pushImage(ctx context.Context, ref string, auth authn.Authenticator, platforms ...string) (v1.Hash, error) {
@@ -173,7 +146,7 @@ func pushImage(ctx context.Context, ref string, auth authn.Authenticator, platfo
 	opts := []remote.Option{remote.WithContext(ctx), remote.WithAuth(auth)}
 	if len(platforms) == 1 {
 		os, arch, _ := strings.Cut(platforms[0], "/")
-		img, err := image(os, arch)
+		img, err := testregistry.PlatformImage(os, arch)
 		if err != nil {
 			return v1.Hash{}, err
 		}
@@ -185,7 +158,7 @@ func pushImage(ctx context.Context, ref string, auth authn.Authenticator, platfo
 	var idx v1.ImageIndex = empty.Index
 	for _, p := range platforms {
 		os, arch, _ := strings.Cut(p, "/")
-		img, err := image(os, arch)
+		img, err := testregistry.PlatformImage(os, arch)
 		if err != nil {
 			return v1.Hash{}, err
 		}
