@@ -10,6 +10,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
+	lru "github.com/hashicorp/golang-lru/v2"
 	corev1 "k8s.io/api/core/v1"
 
 	"github.com/pullgate/pullgate/pkg/lookup"
@@ -44,6 +45,27 @@ type Checker struct {
 	NodePlatforms func() []Platform
 	// Parallelism bounds how many distinct images of one pod are looked up at once. Zero means 8.
 	Parallelism int
+
+	parsedOnce sync.Once
+	parsed     *lru.Cache[string, parsedRef]
+}
+
+// parsedRef is a parse of an image string, kept because the same few images are admitted
+// over and over and parsing was a third of a warm check's CPU time.
+type parsedRef struct {
+	ref name.Reference
+	err error
+}
+
+// parse is name.ParseReference, memoised in a bounded LRU.
+func (c *Checker) parse(image string) (name.Reference, error) {
+	c.parsedOnce.Do(func() { c.parsed, _ = lru.New[string, parsedRef](4096) })
+	if p, ok := c.parsed.Get(image); ok {
+		return p.ref, p.err
+	}
+	ref, err := name.ParseReference(image)
+	c.parsed.Add(image, parsedRef{ref, err})
+	return ref, err
 }
 
 // tagListLimit bounds the tag listing behind "did you mean" suggestions.
@@ -168,7 +190,7 @@ func (r *run) checkImage(ctx context.Context, image string, never bool) []Findin
 		}
 	}
 
-	ref, err := name.ParseReference(image)
+	ref, err := r.checker.parse(image)
 	if err != nil {
 		add(InvalidReference, Deny, fmt.Sprintf("image %q is not a valid reference", truncate(image, 80)),
 			"write it as [registry/]repository[:tag][@sha256:digest], lower case")
