@@ -55,3 +55,7 @@ e2e: deps tools ## End-to-end tests: real kube-apiserver, registries, pullgate b
 
 .PHONY: test
 test: deps tools lint unit fuzz e2e ## Everything CI runs (.ci/run)
+
+.PHONY: bench
+bench: deps tools ## Benchmark pullgate against a do-nothing webhook (BENCHMARKS.md); BENCHFLAGS passes flags
+	$(GO) run ./test/bench -out BENCHMARKS-results.json $(BENCHFLAGS)
