@@ -16,6 +16,7 @@ import (
 type report struct {
 	Date      string           `json:"date"`
 	Command   string           `json:"command"`
+	Commit    string           `json:"commit"`
 	Elapsed   string           `json:"elapsed"`
 	Machine   machine          `json:"machine"`
 	Settings  settings         `json:"settings"`
@@ -86,6 +87,7 @@ func newReport(b *bench) *report {
 	return &report{
 		Date:     time.Now().UTC().Format(time.RFC3339),
 		Command:  "go run ./test/bench " + strings.Join(os.Args[1:], " "),
+		Commit:   b.commit,
 		Machine:  machineInfo(b.loadAtStart),
 		Settings: b.s,
 	}
@@ -249,8 +251,8 @@ func (r *report) write(s settings) error {
 		return err
 	}
 	var md strings.Builder
-	fmt.Fprintf(&md, "# pullgate benchmark results\n\n`%s` on %s, %d CPUs (%s), %s, 1-minute load average %.2f at start (before anything was started) and %.2f at end (the benchmark's own processes included); %s in all.\n\n",
-		r.Command, r.Date, r.Machine.CPUs, r.Machine.CPUModel, r.Machine.GoVersion, r.Machine.LoadStart[0], r.Machine.LoadEnd[0], r.Elapsed)
+	fmt.Fprintf(&md, "# pullgate benchmark results\n\n`%s` at commit %s on %s, %d CPUs (%s), %s, 1-minute load average %.2f at start (before anything was started) and %.2f at end (the benchmark's own processes included); %s in all.\n\n",
+		r.Command, r.Commit, r.Date, r.Machine.CPUs, r.Machine.CPUModel, r.Machine.GoVersion, r.Machine.LoadStart[0], r.Machine.LoadEnd[0], r.Elapsed)
 	md.WriteString(table)
 	md.WriteString("\n| scenario | what | registry requests | protocol |\n|---|---|---|---|\n")
 	for _, sc := range r.Scenarios {

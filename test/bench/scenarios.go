@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -35,6 +36,8 @@ type bench struct {
 	rttFast, rttSlow   time.Duration
 	// loadAtStart is the load average when the run began, before anything was started.
 	loadAtStart [3]float64
+	// commit is the git commit pullgate was built from ("+dirty" with local changes to it).
+	commit string
 }
 
 const (
@@ -43,7 +46,7 @@ const (
 )
 
 func newBench(ctx context.Context, s settings, root, dir string) (_ *bench, err error) {
-	b := &bench{s: s, dir: dir}
+	b := &bench{s: s, dir: dir, commit: gitCommit(ctx, root)}
 	defer func() {
 		if err != nil {
 			b.Close()
@@ -524,4 +527,18 @@ func selfCPUSeconds() float64 {
 	}
 	tv := func(t syscall.Timeval) float64 { return float64(t.Sec) + float64(t.Usec)/1e6 }
 	return tv(ru.Utime) + tv(ru.Stime)
+}
+
+// gitCommit names the commit of root, with "+dirty" when cmd/ or pkg/ have uncommitted
+// changes; "unknown" outside a git checkout.
+func gitCommit(ctx context.Context, root string) string {
+	out, err := exec.CommandContext(ctx, "git", "-C", root, "rev-parse", "--short=12", "HEAD").Output()
+	if err != nil {
+		return "unknown"
+	}
+	commit := strings.TrimSpace(string(out))
+	if st, err := exec.CommandContext(ctx, "git", "-C", root, "status", "--porcelain", "--", "cmd", "pkg", "go.mod", "go.sum").Output(); err == nil && len(strings.TrimSpace(string(st))) > 0 {
+		commit += "+dirty"
+	}
+	return commit
 }
