@@ -19,8 +19,9 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/empty"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
-	"github.com/google/go-containerregistry/pkg/v1/random"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
+
+	"github.com/pullgate/pullgate/internal/testregistry"
 )
 
 // benchRegistry is go-containerregistry's registry over httptest on 127.0.0.1, wrapped to
@@ -146,7 +147,7 @@ func (r *benchRegistry) take() requestCounts {
 
 // pushImage pushes a random single-platform image as repo:tag and returns its digest.
 func (r *benchRegistry) pushImage(ctx context.Context, repo, tag, os, arch string) (v1.Hash, error) {
-	img, err := platformImage(os, arch)
+	img, err := testregistry.PlatformImage(os, arch)
 	if err != nil {
 		return v1.Hash{}, err
 	}
@@ -165,7 +166,7 @@ func (r *benchRegistry) pushIndex(ctx context.Context, repo, tag string, platfor
 	var idx v1.ImageIndex = empty.Index
 	for _, p := range platforms {
 		os, arch, _ := strings.Cut(p, "/")
-		img, err := platformImage(os, arch)
+		img, err := testregistry.PlatformImage(os, arch)
 		if err != nil {
 			return v1.Hash{}, err
 		}
@@ -182,20 +183,6 @@ func (r *benchRegistry) pushIndex(ctx context.Context, repo, tag string, platfor
 		return v1.Hash{}, fmt.Errorf("pushing index %s: %w", ref, err)
 	}
 	return idx.Digest()
-}
-
-func platformImage(os, arch string) (v1.Image, error) {
-	img, err := random.Image(256, 1)
-	if err != nil {
-		return nil, err
-	}
-	cf, err := img.ConfigFile()
-	if err != nil {
-		return nil, err
-	}
-	cf = cf.DeepCopy()
-	cf.OS, cf.Architecture = os, arch
-	return mutate.ConfigFile(img, cf)
 }
 
 // roundTrip measures one registry round trip as the bench client sees it: the median of a
