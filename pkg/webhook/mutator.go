@@ -8,7 +8,6 @@ import (
 	"slices"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
 	"gomodules.xyz/jsonpatch/v2"
 	admissionv1 "k8s.io/api/admission/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -17,7 +16,6 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
-	"sigs.k8s.io/controller-runtime/pkg/metrics"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 	sigsjson "sigs.k8s.io/json"
 
@@ -164,18 +162,3 @@ func mutationWarnings(ws []mutate.Warning) []string {
 	return out
 }
 
-var (
-	mutationsTotal = prometheus.NewCounterVec(prometheus.CounterOpts{
-		Name: "pullgate_mutations_total",
-		Help: "Mutations of pods, by mutation (mirror, pullSecret, pin; all for a failure before any) and outcome (applied, skipped, errored).",
-	}, []string{"mutation", "outcome"})
-	mutationDuration = prometheus.NewHistogram(prometheus.HistogramOpts{
-		Name:    "pullgate_mutation_duration_seconds",
-		Help:    "Time to answer a mutating admission request.",
-		Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10},
-	})
-)
-
-func init() {
-	metrics.Registry.MustRegister(mutationsTotal, mutationDuration)
-}
