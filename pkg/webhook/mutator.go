@@ -161,4 +161,3 @@ func mutationWarnings(ws []mutate.Warning) []string {
 	}
 	return out
 }
-
