@@ -7,6 +7,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/authn"
 	kauth "github.com/google/go-containerregistry/pkg/authn/kubernetes"
 	"github.com/google/go-containerregistry/pkg/name"
+	lru "github.com/hashicorp/golang-lru/v2"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/types"
@@ -118,7 +119,7 @@ func ForPod(ctx context.Context, r client.Reader, namespace string, spec *corev1
 			k.Problems = append(k.Problems, *p)
 			continue
 		}
-		kc, err := kauth.NewFromPullSecrets(ctx, []corev1.Secret{secret})
+		kc, err := keychainFor(ctx, &secret)
 		if err != nil {
 			// The parser's error can quote the config; say where, not what.
 			k.Problems = append(k.Problems, Problem{Secret: ref.Name, Kind: Unparseable,
@@ -148,4 +149,31 @@ func usableProblem(secret *corev1.Secret) *Problem {
 			"secret %q of type %q has no %q data", secret.Name, secret.Type, key)}
 	}
 	return nil
+}
+
+// keychains keeps the parsed docker config of each pull secret version, so that a warm
+// admission does not parse it again. Keyed by UID and resourceVersion: an update is parsed
+// afresh. Bounded.
+var keychains = func() *lru.Cache[string, authn.Keychain] {
+	c, err := lru.New[string, authn.Keychain](4096)
+	if err != nil {
+		panic(err)
+	}
+	return c
+}()
+
+func keychainFor(ctx context.Context, secret *corev1.Secret) (authn.Keychain, error) {
+	if secret.UID == "" || secret.ResourceVersion == "" {
+		return kauth.NewFromPullSecrets(ctx, []corev1.Secret{*secret})
+	}
+	key := string(secret.UID) + "@" + secret.ResourceVersion
+	if kc, ok := keychains.Get(key); ok {
+		return kc, nil
+	}
+	kc, err := kauth.NewFromPullSecrets(ctx, []corev1.Secret{*secret})
+	if err != nil {
+		return nil, err
+	}
+	keychains.Add(key, kc)
+	return kc, nil
 }

@@ -118,3 +118,51 @@ func containsAny(s string, subs ...string) bool {
 	}
 	return false
 }
+
+// Parsed secrets are kept by UID and resourceVersion: a rotated secret's new password is
+// used at once, and a recreated secret (new UID) is parsed afresh.
+func TestRotatedSecretIsParsedAgain(t *testing.T) {
+	secret := dockerSecret("rotating", "rot.example.com")
+	secret.UID = "uid-1"
+	reader := fake.NewClientBuilder().WithObjects(secret).Build()
+	spec := &corev1.PodSpec{ImagePullSecrets: refs("rotating")}
+	repo, err := name.NewRepository("rot.example.com/app")
+	if err != nil {
+		t.Fatal(err)
+	}
+	password := func() string {
+		t.Helper()
+		k, err := ForPod(t.Context(), reader, ns, spec)
+		if err != nil {
+			t.Fatal(err)
+		}
+		creds := k.Credentials(repo)
+		if len(creds) != 1 {
+			t.Fatalf("got %d credentials for %s, want 1", len(creds), repo)
+		}
+		cfg, err := creds[0].Auth.Authorization()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return cfg.Password
+	}
+	setPassword := func(p string) {
+		t.Helper()
+		cfg, _ := json.Marshal(map[string]any{"auths": map[string]any{"rot.example.com": map[string]string{"username": "u", "password": p}}})
+		secret.Data[corev1.DockerConfigJsonKey] = cfg
+		if err := reader.Update(t.Context(), secret); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	if got := password(); got != "p" {
+		t.Fatalf("password = %q, want %q", got, "p")
+	}
+	if got := password(); got != "p" {
+		t.Fatalf("second read: password = %q, want %q", got, "p")
+	}
+	setPassword("rotated")
+	if got := password(); got != "rotated" {
+		t.Errorf("after rotation: password = %q, want %q", got, "rotated")
+	}
+}
