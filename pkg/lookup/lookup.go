@@ -1,6 +1,7 @@
 package lookup
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"time"
@@ -107,4 +108,22 @@ func KindOf(err error) Kind {
 		return le.Kind
 	}
 	return 0
+}
+
+type cacheOnlyKey struct{}
+
+// ErrNotCached is what a Registry answers, under WithCacheOnly, to a question it would have
+// to send to a registry.
+var ErrNotCached = errors.New("not in the cache")
+
+// WithCacheOnly returns ctx asking a Registry to answer from its cache only: a question it
+// would have to send to a registry fails at once with ErrNotCached.
+func WithCacheOnly(ctx context.Context) context.Context {
+	return context.WithValue(ctx, cacheOnlyKey{}, true)
+}
+
+// CacheOnly reports whether ctx asks for cached answers only.
+func CacheOnly(ctx context.Context) bool {
+	v, _ := ctx.Value(cacheOnlyKey{}).(bool)
+	return v
 }

@@ -9,6 +9,8 @@ import (
 	"encoding/binary"
 	"encoding/hex"
 	"fmt"
+	"hash"
+	"io"
 	"net/http"
 	"slices"
 	"strconv"
@@ -49,6 +51,10 @@ type Cache struct {
 	hosts   *lru.Cache[string, *hostState]
 
 	hits, misses, requests atomic.Int64
+
+	// macs are HMAC-SHA256 states keyed with idKey, reused: hmac.New allocates two hash
+	// states and the padded keys on every call.
+	macs sync.Pool
 }
 
 var _ interface {
@@ -85,6 +91,7 @@ func New(opts ...Option) *Cache {
 	o := makeOptions(opts...)
 	c := &Cache{o: o, idKey: make([]byte, 32)}
 	_, _ = rand.Read(c.idKey) // never fails (crypto/rand.Read)
+	c.macs.New = func() any { return hmac.New(sha256.New, c.idKey) }
 	c.content = mustLRU[any](o.maxEntries, nil)
 	c.tags = mustLRU[timedEntry](o.maxEntries, nil)
 	c.negative = mustLRU[negativeEntry](o.maxEntries, nil)
@@ -307,6 +314,15 @@ func (c *Cache) get(ctx context.Context, cache, host string, ep endpoint, key st
 		countLookup(cache, true)
 		return v, err
 	}
+	if le := c.host(host).rejectOpen(c.o.now()); le != nil {
+		// The circuit is open: fail before singleflight, a timer and formatting an error.
+		c.misses.Add(1)
+		countLookup(cache, false)
+		return nil, le
+	}
+	if lookup.CacheOnly(ctx) {
+		return nil, lookup.ErrNotCached
+	}
 	c.misses.Add(1)
 	countLookup(cache, false)
 	if ctx.Err() != nil {
@@ -428,12 +444,17 @@ func (c *Cache) identity(ctx context.Context, host string, auth authn.Authentica
 	if cfg == nil || *cfg == (authn.AuthConfig{}) {
 		return anonymousIdentity, nil
 	}
-	mac := hmac.New(sha256.New, c.idKey)
+	mac := c.macs.Get().(hash.Hash)
+	defer c.macs.Put(mac)
+	mac.Reset()
+	var n [8]byte
 	for _, f := range []string{cfg.Username, cfg.Password, cfg.Auth, cfg.IdentityToken, cfg.RegistryToken} {
-		mac.Write(binary.BigEndian.AppendUint64(nil, uint64(len(f))))
-		mac.Write([]byte(f))
+		binary.BigEndian.PutUint64(n[:], uint64(len(f)))
+		mac.Write(n[:])
+		_, _ = io.WriteString(mac, f)
 	}
-	return hex.EncodeToString(mac.Sum(nil)), nil
+	var sum [sha256.Size]byte
+	return hex.EncodeToString(mac.Sum(sum[:0])), nil
 }
 
 // puller returns the go-containerregistry client for repo and a credential identity. It is

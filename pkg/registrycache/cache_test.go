@@ -3,6 +3,7 @@ package registrycache
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
@@ -898,5 +899,43 @@ func TestOptions(t *testing.T) {
 				t.Errorf("makeOptions() (-want +got):\n%s", diff)
 			}
 		})
+	}
+}
+
+// Under lookup.WithCacheOnly a question the cache cannot answer fails at once with
+// ErrNotCached and sends nothing; cached answers, positive and negative, come back as usual.
+func TestCacheOnly(t *testing.T) {
+	reg := newTestRegistry(t)
+	d := reg.pushImage(t, "app:v1", nil)
+	c := newTestCache(t)
+	cacheOnly := lookup.WithCacheOnly(t.Context())
+
+	if _, err := c.Resolve(cacheOnly, reg.ref(t, "app:v1"), nil); !errors.Is(err, lookup.ErrNotCached) {
+		t.Fatalf("uncached Resolve: error = %v, want ErrNotCached", err)
+	}
+	if _, err := c.Platforms(cacheOnly, reg.ref(t, "app@"+d.String()).(name.Digest), nil); !errors.Is(err, lookup.ErrNotCached) {
+		t.Fatalf("uncached Platforms: error = %v, want ErrNotCached", err)
+	}
+	if _, err := c.Tags(cacheOnly, reg.repo(t, "app"), nil, 10); !errors.Is(err, lookup.ErrNotCached) {
+		t.Fatalf("uncached Tags: error = %v, want ErrNotCached", err)
+	}
+	if n := reg.total(); n != 0 {
+		t.Fatalf("registry saw %d requests for cache-only lookups, want 0", n)
+	}
+
+	resolveWant(t, c, reg.ref(t, "app:v1"), d)
+	if _, err := c.Resolve(t.Context(), reg.ref(t, "app:nope"), nil); lookup.KindOf(err) != lookup.KindManifestUnknown {
+		t.Fatalf("missing tag: error = %v, want manifest unknown", err)
+	}
+	sent := reg.total()
+	got, err := c.Resolve(cacheOnly, reg.ref(t, "app:v1"), nil)
+	if err != nil || got.Digest != d {
+		t.Errorf("cached Resolve: %v, %v; want %s", got.Digest, err, d)
+	}
+	if _, err := c.Resolve(cacheOnly, reg.ref(t, "app:nope"), nil); lookup.KindOf(err) != lookup.KindManifestUnknown {
+		t.Errorf("negative-cached Resolve: error = %v, want the cached manifest unknown", err)
+	}
+	if n := reg.total(); n != sent {
+		t.Errorf("registry saw %d more requests for cached answers, want 0", n-sent)
 	}
 }

@@ -22,6 +22,33 @@ type hostState struct {
 	openUntil    time.Time   // non-zero while the circuit is open or half-open
 	trial        bool        // a half-open trial lookup is in flight
 	limitedUntil time.Time   // Retry-After of the latest 429
+
+	// openErr is the error lookups get while the circuit is open until openErrFor, built
+	// once per opening.
+	openErr    *lookup.Error
+	openErrFor time.Time
+}
+
+// rejectOpen returns, without taking a half-open trial, the error for a lookup while the
+// circuit is open (and not yet due for a trial); nil otherwise. It lets Cache.get fail such
+// lookups before singleflight, timers and error formatting.
+func (h *hostState) rejectOpen(now time.Time) *lookup.Error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.openUntil.IsZero() || !now.Before(h.openUntil) {
+		return nil
+	}
+	if h.openErr == nil || !h.openErrFor.Equal(h.openUntil) {
+		h.openErr = &lookup.Error{
+			Kind: lookup.KindUnreachable,
+			Host: h.host,
+			Err: fmt.Errorf("circuit breaker open until %s after %d consecutive failures (last: %s); not contacting the registry",
+				h.openUntil.UTC().Format(time.RFC3339), h.failures, h.lastFailure),
+		}
+		h.openErrFor = h.openUntil
+	}
+	e := *h.openErr
+	return &e
 }
 
 // host returns the state of host, creating it on first use. States live in an LRU so that
