@@ -120,6 +120,18 @@ func (c *Checker) Check(ctx context.Context, pol *policy.Policy, pod Pod) []Find
 			order = append(order, k)
 		}
 	}
+	// Images the cache answers are checked here, one after the other: a goroutine costs
+	// more than such a check. Those that need the registry are looked up in parallel.
+	cacheOnly := lookup.WithCacheOnly(ctx)
+	var uncached []key
+	for _, k := range order {
+		fs, ok := r.checkImage(cacheOnly, k.image, k.never)
+		if !ok {
+			uncached = append(uncached, k)
+			continue
+		}
+		results[k] = fs
+	}
 	parallelism := c.Parallelism
 	if parallelism <= 0 {
 		parallelism = 8
@@ -127,13 +139,13 @@ func (c *Checker) Check(ctx context.Context, pol *policy.Policy, pod Pod) []Find
 	sem := make(chan struct{}, parallelism)
 	var wg sync.WaitGroup
 	var mu sync.Mutex
-	for _, k := range order {
+	for _, k := range uncached {
 		wg.Add(1)
 		sem <- struct{}{}
 		go func() {
 			defer wg.Done()
 			defer func() { <-sem }()
-			fs := r.checkImage(ctx, k.image, k.never)
+			fs, _ := r.checkImage(ctx, k.image, k.never)
 			mu.Lock()
 			results[k] = fs
 			mu.Unlock()
@@ -182,7 +194,9 @@ func (r *run) finding(reason Reason, natural Severity, image, msg, fix string) (
 	return f, true
 }
 
-func (r *run) checkImage(ctx context.Context, image string, never bool) []Finding {
+// checkImage returns the findings for image. Under lookup.WithCacheOnly it reports false,
+// and no findings, when the answer needs the registry (or explaining a failure does).
+func (r *run) checkImage(ctx context.Context, image string, never bool) ([]Finding, bool) {
 	var out []Finding
 	add := func(reason Reason, natural Severity, msg, fix string) {
 		if f, ok := r.finding(reason, natural, image, msg, fix); ok {
@@ -194,10 +208,10 @@ func (r *run) checkImage(ctx context.Context, image string, never bool) []Findin
 	if err != nil {
 		add(InvalidReference, Deny, fmt.Sprintf("image %q is not a valid reference", truncate(image, 80)),
 			"write it as [registry/]repository[:tag][@sha256:digest], lower case")
-		return out
+		return out, true
 	}
 	if r.pol.ImageExempt(familiarName(ref)) {
-		return nil
+		return nil, true
 	}
 	if r.pol.InsecureRegistry(registryHost(ref.Context())) {
 		// The operator says this registry speaks plain HTTP; the parse decides the scheme.
@@ -210,7 +224,7 @@ func (r *run) checkImage(ctx context.Context, image string, never bool) []Findin
 	if !r.pol.RegistryAllowed(host) {
 		add(RegistryNotAllowed, Deny, fmt.Sprintf("registry %s is not allowed by the cluster's pullgate policy", host),
 			"use an image from an allowed registry (ask your cluster operator which)")
-		return out
+		return out, true
 	}
 	if tag, ok := ref.(name.Tag); ok && tag.TagStr() == name.DefaultTag {
 		add(UnpinnedTag, Deny, "image has no tag or uses :latest, so nodes may run different versions",
@@ -218,17 +232,24 @@ func (r *run) checkImage(ctx context.Context, image string, never bool) []Findin
 	}
 	if never {
 		// The kubelet will not pull: the image must already be on the node.
-		return out
+		return out, true
 	}
 
 	desc, auth, err := r.resolve(ctx, ref)
+	if err != nil && lookup.CacheOnly(ctx) && needsRegistry(err) {
+		return nil, false
+	}
 	if err != nil {
-		return append(out, r.lookupFindings(ctx, ref, image, auth, err)...)
+		return append(out, r.lookupFindings(ctx, ref, image, auth, err)...), true
 	}
 	if len(r.platforms) > 0 {
-		out = append(out, r.checkPlatform(ctx, ref, image, desc, auth)...)
+		fs, ok := r.checkPlatform(ctx, ref, image, desc, auth)
+		if !ok {
+			return nil, false
+		}
+		out = append(out, fs...)
 	}
-	return out
+	return out, true
 }
 
 // resolve looks ref up with the credentials the pod's keyring holds for it.
@@ -391,7 +412,7 @@ func (r *run) manifestUnknownFindings(ctx context.Context, ref name.Reference, i
 	return out
 }
 
-func (r *run) checkPlatform(ctx context.Context, ref name.Reference, image string, desc lookup.Descriptor, auth authn.Authenticator) []Finding {
+func (r *run) checkPlatform(ctx context.Context, ref name.Reference, image string, desc lookup.Descriptor, auth authn.Authenticator) ([]Finding, bool) {
 	var out []Finding
 	add := func(reason Reason, natural Severity, msg, fix string) {
 		if f, ok := r.finding(reason, natural, image, msg, fix); ok {
@@ -400,13 +421,16 @@ func (r *run) checkPlatform(ctx context.Context, ref name.Reference, image strin
 	}
 	digest := ref.Context().Digest(desc.Digest.String())
 	plats, err := r.checker.Registry.Platforms(ctx, digest, auth)
+	if err != nil && lookup.CacheOnly(ctx) && needsRegistry(err) {
+		return nil, false
+	}
 	if err != nil {
-		return r.lookupFindings(ctx, ref, image, auth, err)
+		return r.lookupFindings(ctx, ref, image, auth, err), true
 	}
 	have := imagePlatforms(plats)
 	if len(have) == 0 {
 		// An image that declares no platform runs wherever the runtime accepts it.
-		return nil
+		return nil, true
 	}
 	var supported, missing []Platform
 	for _, p := range r.platforms {
@@ -427,7 +451,7 @@ func (r *run) checkPlatform(ctx context.Context, ref name.Reference, image strin
 			fmt.Sprintf("image lacks %s; the pod fails on those nodes", joinPlatforms(missing)),
 			fmt.Sprintf("add nodeSelector kubernetes.io/arch (or os) for %s, or build the image for %s", joinPlatforms(supported), joinPlatforms(missing)))
 	}
-	return out
+	return out, true
 }
 
 func containsPlatform(ps []Platform, p Platform) bool {
@@ -466,4 +490,11 @@ func (r *run) unusedSecretProblems() []Finding {
 		}
 	}
 	return out
+}
+
+// needsRegistry reports whether a lookup error under lookup.WithCacheOnly leaves a question
+// for the registry: the answer itself, or the tag listing that tells a missing repository
+// from a missing tag.
+func needsRegistry(err error) bool {
+	return errors.Is(err, lookup.ErrNotCached) || lookup.KindOf(err) == lookup.KindManifestUnknown
 }
