@@ -1,7 +1,6 @@
 package webhook
 
 import (
-	"encoding/json"
 	"fmt"
 
 	corev1 "k8s.io/api/core/v1"
@@ -13,47 +12,40 @@ import (
 // template's for a workload, holding only what decides whether its pulls succeed. ok is
 // false for kinds pullgate does not check.
 func podSpecOf(gvk metav1.GroupVersionKind, raw []byte) (spec *corev1.PodSpec, ok bool, err error) {
-	var obj struct {
-		Spec struct {
-			pullSpec
-			Template    *struct{ Spec pullSpec } `json:"template"`
-			JobTemplate struct {
-				Spec struct {
-					Template struct{ Spec pullSpec } `json:"template"`
-				} `json:"spec"`
-			} `json:"jobTemplate"`
-		} `json:"spec"`
+	path := specPath(gvk)
+	if path == nil {
+		return nil, false, nil
 	}
-	pick := func() *pullSpec { return &obj.Spec.pullSpec }
+	p, err := scanPullSpec(raw, path)
+	if err != nil {
+		return nil, true, fmt.Errorf("decoding %s: %w", gvk.Kind, err)
+	}
+	return p.podSpec(), true, nil
+}
+
+// specPath is where the pod spec is in an object of gvk; nil for kinds pullgate does not
+// check.
+func specPath(gvk metav1.GroupVersionKind) []string {
 	switch gvk {
 	case metav1.GroupVersionKind{Version: "v1", Kind: "Pod"}:
+		return []string{"spec"}
 	case metav1.GroupVersionKind{Version: "v1", Kind: "ReplicationController"},
 		metav1.GroupVersionKind{Group: "apps", Version: "v1", Kind: "Deployment"},
 		metav1.GroupVersionKind{Group: "apps", Version: "v1", Kind: "StatefulSet"},
 		metav1.GroupVersionKind{Group: "apps", Version: "v1", Kind: "DaemonSet"},
 		metav1.GroupVersionKind{Group: "apps", Version: "v1", Kind: "ReplicaSet"},
 		metav1.GroupVersionKind{Group: "batch", Version: "v1", Kind: "Job"}:
-		pick = func() *pullSpec {
-			if obj.Spec.Template == nil {
-				return &pullSpec{}
-			}
-			return &obj.Spec.Template.Spec
-		}
+		return []string{"spec", "template", "spec"}
 	case metav1.GroupVersionKind{Group: "batch", Version: "v1", Kind: "CronJob"}:
-		pick = func() *pullSpec { return &obj.Spec.JobTemplate.Spec.Template.Spec }
-	default:
-		return nil, false, nil
+		return []string{"spec", "jobTemplate", "spec", "template", "spec"}
 	}
-	if err := json.Unmarshal(raw, &obj); err != nil {
-		return nil, true, fmt.Errorf("decoding %s: %w", gvk.Kind, err)
-	}
-	return pick().podSpec(), true, nil
+	return nil
 }
 
-// pullSpec is the part of a pod spec that decides whether its pulls succeed. Decoding only
-// it, instead of a whole Pod or workload, spares every admission the reflection over
-// everything else a pod carries (env, volumes, probes, resources): that was a third of an
-// admission's CPU time with a warm cache.
+// pullSpec is the part of a pod spec that decides whether its pulls succeed. Reading only
+// it (scanPullSpec), instead of decoding a whole Pod or workload, spares every admission the
+// reflection over everything else a pod carries (env, volumes, probes, resources): that was
+// a third of an admission's CPU time with a warm cache.
 type pullSpec struct {
 	InitContainers      []pullContainer               `json:"initContainers"`
 	Containers          []pullContainer               `json:"containers"`

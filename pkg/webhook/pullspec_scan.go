@@ -1,0 +1,372 @@
+package webhook
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"unicode/utf8"
+
+	corev1 "k8s.io/api/core/v1"
+	sigsjson "sigs.k8s.io/json"
+)
+
+// The scanner below reads a pull spec out of an object's JSON without decoding the rest.
+// encoding/json, even into a struct holding only the pull fields, first validates the whole
+// object and then walks every byte of what it skips, through reflection: about a fifth of a
+// warm admission's CPU time. The object has already been validated by the AdmissionReview
+// decode, so this walks it once, compares keys as bytes, and hands only the few nested
+// values it keeps (node selector, node affinity) to encoding/json. Keys match exactly, as in
+// the API server's own decoding (sigs.k8s.io/json is case-sensitive); a repeated key
+// overwrites, as in encoding/json. A value of the wrong type in a field it reads is an
+// error, as it would be for encoding/json; the reference is tested in FuzzPullSpecScan.
+
+var errSyntax = errors.New("malformed JSON")
+
+// scanner walks JSON text. Every method leaves pos after what it consumed.
+type scanner struct {
+	data []byte
+	pos  int
+}
+
+func (s *scanner) skipSpace() {
+	for s.pos < len(s.data) {
+		switch s.data[s.pos] {
+		case ' ', '\t', '\n', '\r':
+			s.pos++
+		default:
+			return
+		}
+	}
+}
+
+// next returns the next byte after white space, without consuming it; 0 at the end.
+func (s *scanner) next() byte {
+	s.skipSpace()
+	if s.pos >= len(s.data) {
+		return 0
+	}
+	return s.data[s.pos]
+}
+
+func (s *scanner) errorf(format string, args ...any) error {
+	return fmt.Errorf("%w at offset %d: %s", errSyntax, s.pos, fmt.Sprintf(format, args...))
+}
+
+// null consumes a null literal if it comes next.
+func (s *scanner) null() bool {
+	if s.next() == 'n' && bytes.HasPrefix(s.data[s.pos:], []byte("null")) {
+		s.pos += 4
+		return true
+	}
+	return false
+}
+
+// object calls field for each member of the object that comes next, with its key as it is
+// written between the quotes; field must consume the value. A null is an empty object.
+func (s *scanner) object(field func(key []byte) error) error {
+	if s.null() {
+		return nil
+	}
+	if s.next() != '{' {
+		return s.errorf("want an object")
+	}
+	s.pos++
+	if s.next() == '}' {
+		s.pos++
+		return nil
+	}
+	for {
+		if s.next() != '"' {
+			return s.errorf("want a key")
+		}
+		key, escaped, err := s.stringBytes()
+		if err != nil {
+			return err
+		}
+		if escaped {
+			var k string
+			if err := sigsjson.UnmarshalCaseSensitivePreserveInts(key, &k); err != nil {
+				return err
+			}
+			key = []byte(k)
+		} else {
+			key = key[1 : len(key)-1]
+		}
+		if s.next() != ':' {
+			return s.errorf("want ':'")
+		}
+		s.pos++
+		if err := field(key); err != nil {
+			return err
+		}
+		switch s.next() {
+		case ',':
+			s.pos++
+		case '}':
+			s.pos++
+			return nil
+		default:
+			return s.errorf("want ',' or '}'")
+		}
+	}
+}
+
+// array calls elem for each element of the array that comes next; elem must consume it.
+// A null is an empty array; ok is false for it, as encoding/json leaves a slice nil.
+func (s *scanner) array(elem func() error) (ok bool, err error) {
+	if s.null() {
+		return false, nil
+	}
+	if s.next() != '[' {
+		return false, s.errorf("want an array")
+	}
+	s.pos++
+	if s.next() == ']' {
+		s.pos++
+		return true, nil
+	}
+	for {
+		if err := elem(); err != nil {
+			return true, err
+		}
+		switch s.next() {
+		case ',':
+			s.pos++
+		case ']':
+			s.pos++
+			return true, nil
+		default:
+			return true, s.errorf("want ',' or ']'")
+		}
+	}
+}
+
+// stringBytes consumes the string that starts at pos and returns it with its quotes, and
+// whether it needs unescaping (escapes, control or non-UTF-8 bytes).
+func (s *scanner) stringBytes() (raw []byte, escaped bool, err error) {
+	start := s.pos
+	s.pos++ // the opening quote
+	for s.pos < len(s.data) {
+		c := s.data[s.pos]
+		switch {
+		case c == '"':
+			s.pos++
+			return s.data[start:s.pos], escaped, nil
+		case c == '\\':
+			escaped = true
+			s.pos += 2
+		case c < 0x20 || c >= utf8.RuneSelf:
+			escaped = true
+			s.pos++
+		default:
+			s.pos++
+		}
+	}
+	return nil, false, s.errorf("unterminated string")
+}
+
+// str consumes a string value; null leaves it as it was, like encoding/json.
+func (s *scanner) str(into *string) error {
+	if s.null() {
+		return nil
+	}
+	if s.next() != '"' {
+		return s.errorf("want a string")
+	}
+	raw, escaped, err := s.stringBytes()
+	if err != nil {
+		return err
+	}
+	if escaped {
+		// Rare: let the JSON decoder unescape, replace bad UTF-8 and refuse control bytes.
+		return sigsjson.UnmarshalCaseSensitivePreserveInts(raw, into)
+	}
+	*into = string(raw[1 : len(raw)-1])
+	return nil
+}
+
+// value consumes any value and returns its text.
+func (s *scanner) value() ([]byte, error) {
+	s.skipSpace()
+	start := s.pos
+	if err := s.skip(); err != nil {
+		return nil, err
+	}
+	return s.data[start:s.pos], nil
+}
+
+// maxDepth bounds nesting like encoding/json does.
+const maxDepth = 10000
+
+// skip consumes any value. Objects and arrays are skipped by counting brackets outside
+// strings, without looking at their members: the AdmissionReview decode has validated them.
+func (s *scanner) skip() error {
+	switch c := s.next(); {
+	case c == '{' || c == '[':
+		depth := 0
+		for s.pos < len(s.data) {
+			switch s.data[s.pos] {
+			case '"':
+				if err := s.skipString(); err != nil {
+					return err
+				}
+				continue
+			case '{', '[':
+				if depth++; depth > maxDepth {
+					return s.errorf("nested too deeply")
+				}
+			case '}', ']':
+				if depth--; depth == 0 {
+					s.pos++
+					return nil
+				}
+			}
+			s.pos++
+		}
+		return s.errorf("unterminated object or array")
+	case c == '"':
+		return s.skipString()
+	case c == 't' && bytes.HasPrefix(s.data[s.pos:], []byte("true")):
+		s.pos += 4
+	case c == 'f' && bytes.HasPrefix(s.data[s.pos:], []byte("false")):
+		s.pos += 5
+	case c == 'n' && bytes.HasPrefix(s.data[s.pos:], []byte("null")):
+		s.pos += 4
+	case c == '-' || (c >= '0' && c <= '9'):
+		start := s.pos
+		for s.pos < len(s.data) && bytes.IndexByte([]byte("+-.0123456789eE"), s.data[s.pos]) >= 0 {
+			s.pos++
+		}
+		// Let encoding/json judge the rare odd-looking number rather than accept it.
+		if !json.Valid(s.data[start:s.pos]) {
+			return s.errorf("invalid number")
+		}
+	default:
+		return s.errorf("want a value")
+	}
+	return nil
+}
+
+// skipString consumes the string that starts at pos, jumping from quote to quote.
+func (s *scanner) skipString() error {
+	s.pos++ // the opening quote
+	start := s.pos
+	for {
+		i := bytes.IndexByte(s.data[s.pos:], '"')
+		if i < 0 {
+			s.pos = len(s.data)
+			return s.errorf("unterminated string")
+		}
+		end := s.pos + i
+		s.pos = end + 1
+		// A quote preceded by an odd number of backslashes is escaped.
+		backslashes := 0
+		for k := end - 1; k >= start && s.data[k] == '\\'; k-- {
+			backslashes++
+		}
+		if backslashes%2 == 0 {
+			return nil
+		}
+	}
+}
+
+// path walks the objects named by keys, in order, and calls at on the value found there.
+// A key that is absent leaves at uncalled.
+func (s *scanner) path(keys []string, at func() error) error {
+	if len(keys) == 0 {
+		return at()
+	}
+	return s.object(func(key []byte) error {
+		if string(key) == keys[0] {
+			return s.path(keys[1:], at)
+		}
+		return s.skip()
+	})
+}
+
+// scanPullSpec reads the pull spec at the path of keys in data: ["spec"] for a Pod,
+// ["spec", "template", "spec"] for a workload.
+func scanPullSpec(data []byte, keys []string) (*pullSpec, error) {
+	s := &scanner{data: data}
+	var p pullSpec
+	if err := s.path(keys, func() error { return s.pullSpec(&p) }); err != nil {
+		return nil, err
+	}
+	if s.next() != 0 {
+		return nil, s.errorf("data after the object")
+	}
+	return &p, nil
+}
+
+func (s *scanner) pullSpec(p *pullSpec) error {
+	return s.object(func(key []byte) error {
+		switch string(key) {
+		case "initContainers":
+			return s.containers(&p.InitContainers)
+		case "containers":
+			return s.containers(&p.Containers)
+		case "ephemeralContainers":
+			return s.containers(&p.EphemeralContainers)
+		case "imagePullSecrets":
+			var refs []corev1.LocalObjectReference
+			ok, err := s.array(func() error {
+				var ref corev1.LocalObjectReference
+				err := s.object(func(key []byte) error {
+					if string(key) == "name" {
+						return s.str(&ref.Name)
+					}
+					return s.skip()
+				})
+				refs = append(refs, ref)
+				return err
+			})
+			if ok && refs == nil {
+				refs = []corev1.LocalObjectReference{}
+			}
+			p.ImagePullSecrets = refs
+			return err
+		case "serviceAccountName":
+			return s.str(&p.ServiceAccountName)
+		case "nodeSelector":
+			raw, err := s.value()
+			if err != nil {
+				return err
+			}
+			// Into the same map, as encoding/json would with a repeated key.
+			return sigsjson.UnmarshalCaseSensitivePreserveInts(raw, &p.NodeSelector)
+		case "affinity":
+			raw, err := s.value()
+			if err != nil {
+				return err
+			}
+			return sigsjson.UnmarshalCaseSensitivePreserveInts(raw, &p.Affinity)
+		}
+		return s.skip()
+	})
+}
+
+func (s *scanner) containers(into *[]pullContainer) error {
+	var out []pullContainer
+	ok, err := s.array(func() error {
+		var c pullContainer
+		err := s.object(func(key []byte) error {
+			switch string(key) {
+			case "name":
+				return s.str(&c.Name)
+			case "image":
+				return s.str(&c.Image)
+			case "imagePullPolicy":
+				return s.str((*string)(&c.ImagePullPolicy))
+			}
+			return s.skip()
+		})
+		out = append(out, c)
+		return err
+	})
+	if ok && out == nil {
+		out = []pullContainer{}
+	}
+	*into = out
+	return err
+}

@@ -1,0 +1,242 @@
+package webhook
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"io"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	sigsjson "sigs.k8s.io/json"
+)
+
+var (
+	podGVK        = metav1.GroupVersionKind{Version: "v1", Kind: "Pod"}
+	deploymentGVK = metav1.GroupVersionKind{Group: "apps", Version: "v1", Kind: "Deployment"}
+	cronJobGVK    = metav1.GroupVersionKind{Group: "batch", Version: "v1", Kind: "CronJob"}
+)
+
+// referencePullSpec decodes the pull spec with the API server's JSON decoder
+// (sigs.k8s.io/json, case-sensitive) into a struct of the object's shape: what scanPullSpec
+// must agree with.
+func referencePullSpec(data []byte, keys []string) (*pullSpec, error) {
+	switch len(keys) {
+	case 1:
+		var o struct {
+			Spec pullSpec `json:"spec"`
+		}
+		err := sigsjson.UnmarshalCaseSensitivePreserveInts(data, &o)
+		return &o.Spec, err
+	case 3:
+		var o struct {
+			Spec struct {
+				Template struct {
+					Spec pullSpec `json:"spec"`
+				} `json:"template"`
+			} `json:"spec"`
+		}
+		err := sigsjson.UnmarshalCaseSensitivePreserveInts(data, &o)
+		return &o.Spec.Template.Spec, err
+	case 5:
+		var o struct {
+			Spec struct {
+				JobTemplate struct {
+					Spec struct {
+						Template struct {
+							Spec pullSpec `json:"spec"`
+						} `json:"template"`
+					} `json:"spec"`
+				} `json:"jobTemplate"`
+			} `json:"spec"`
+		}
+		err := sigsjson.UnmarshalCaseSensitivePreserveInts(data, &o)
+		return &o.Spec.JobTemplate.Spec.Template.Spec, err
+	}
+	panic("no reference shape for this path")
+}
+
+const realisticPod = `{"apiVersion":"v1","kind":"Pod","metadata":{"name":"web-7d4b9c-x2k","namespace":"shop",
+"labels":{"app":"web"},"annotations":{"note":"a \"quoted\" value, \u00e9 and \\ backslash"}},
+"spec":{"volumes":[{"name":"kube-api-access","projected":{"sources":[{"serviceAccountToken":{"expirationSeconds":3607,"path":"token"}}],"defaultMode":420}}],
+"initContainers":[{"name":"migrate","image":"registry.example.com/shop/migrate:1.4","resources":{},"imagePullPolicy":"IfNotPresent"}],
+"containers":[{"name":"web","image":"registry.example.com/shop/web@sha256:` + "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef" + `",
+"env":[{"name":"A","value":"{\"nested\":[1,2,{\"x\":null}]}"}],"ports":[{"containerPort":8080,"protocol":"TCP"}],
+"resources":{"limits":{"cpu":"500m","memory":"128Mi"}},"livenessProbe":{"httpGet":{"path":"/healthz","port":8080},"initialDelaySeconds":3,"periodSeconds":1.5e1},
+"imagePullPolicy":"Always"},{"name":"sidecar","image":"busybox:1.36"}],
+"restartPolicy":"Always","serviceAccountName":"builder","imagePullSecrets":[{"name":"regcred"},{"name":"other"}],
+"nodeSelector":{"kubernetes.io/arch":"arm64"},
+"affinity":{"nodeAffinity":{"requiredDuringSchedulingIgnoredDuringExecution":{"nodeSelectorTerms":[{"matchExpressions":[{"key":"kubernetes.io/os","operator":"In","values":["linux"]}]}]}},"podAntiAffinity":{}},
+"tolerations":[{"key":"node.kubernetes.io/not-ready","operator":"Exists","effect":"NoExecute","tolerationSeconds":300}],
+"ephemeralContainers":[{"name":"debug","image":"busybox:1.36","imagePullPolicy":"Never"}]},
+"status":{}}`
+
+func TestScanPullSpec(t *testing.T) {
+	tests := []struct {
+		desc    string
+		gvk     metav1.GroupVersionKind
+		json    string
+		want    *corev1.PodSpec // nil: compare with the reference decoder only
+		wantErr bool
+	}{
+		{desc: "a realistic pod", gvk: podGVK, json: realisticPod},
+		{desc: "a deployment's template", gvk: deploymentGVK,
+			json: `{"spec":{"replicas":3,"selector":{"matchLabels":{"a":"b"}},"template":{"metadata":{"labels":{"a":"b"}},"spec":{"containers":[{"name":"app","image":"nginx:1.27"}]}}}}`,
+			want: &corev1.PodSpec{Containers: []corev1.Container{{Name: "app", Image: "nginx:1.27"}}}},
+		{desc: "a cronjob's template", gvk: cronJobGVK,
+			json: `{"spec":{"schedule":"* * * * *","jobTemplate":{"spec":{"template":{"spec":{"containers":[{"image":"job:1","name":"j"}]}}}}}}`,
+			want: &corev1.PodSpec{Containers: []corev1.Container{{Name: "j", Image: "job:1"}}}},
+		{desc: "a pod's spec key in a deployment is not its template", gvk: deploymentGVK,
+			json: `{"spec":{"containers":[{"name":"x","image":"x:1"}]}}`, want: &corev1.PodSpec{}},
+		{desc: "keys match case-sensitively, as in the API server", gvk: podGVK,
+			json: `{"spec":{"Containers":[{"name":"x","image":"x:1"}]}}`, want: &corev1.PodSpec{}},
+		{desc: "escaped keys and values are unescaped", gvk: podGVK,
+			json: `{"spec":{"c\u006fntainers":[{"name":"x","image":"reg.io\/x:1"}]}}`,
+			want: &corev1.PodSpec{Containers: []corev1.Container{{Name: "x", Image: "reg.io/x:1"}}}},
+		{desc: "skipped strings with escaped quotes and trailing backslashes", gvk: podGVK,
+			json: `{"metadata":{"a":"x\\","b":"\\\"}]","c":"\"{"},"spec":{"containers":[{"name":"x","image":"x:1"}]}}`,
+			want: &corev1.PodSpec{Containers: []corev1.Container{{Name: "x", Image: "x:1"}}}},
+		{desc: "nulls are absent values", gvk: podGVK,
+			json: `{"spec":{"containers":[null,{"name":null,"image":"x:1"}],"imagePullSecrets":null,"nodeSelector":null,"affinity":null}}`},
+		{desc: "a null template is an empty spec", gvk: deploymentGVK, json: `{"spec":{"template":null}}`, want: &corev1.PodSpec{}},
+		{desc: "a null object", gvk: podGVK, json: `null`, want: &corev1.PodSpec{}},
+		{desc: "white space everywhere", gvk: podGVK,
+			json: " {\n\t\"spec\" : { \"containers\" : [ { \"image\" : \"x:1\" , \"name\" : \"x\" } ] } } \n",
+			want: &corev1.PodSpec{Containers: []corev1.Container{{Name: "x", Image: "x:1"}}}},
+		{desc: "an image that is not a string", gvk: podGVK, json: `{"spec":{"containers":[{"image":5}]}}`, wantErr: true},
+		{desc: "containers that are not an array", gvk: podGVK, json: `{"spec":{"containers":{}}}`, wantErr: true},
+		{desc: "a spec that is not an object", gvk: podGVK, json: `{"spec":[]}`, wantErr: true},
+		{desc: "a node selector with a number", gvk: podGVK, json: `{"spec":{"nodeSelector":{"a":1}}}`, wantErr: true},
+		{desc: "an unterminated string", gvk: podGVK, json: `{"spec":{"containers":[{"image":"x`, wantErr: true},
+		{desc: "data after the object", gvk: podGVK, json: `{"spec":{}} {}`, wantErr: true},
+		{desc: "empty input", gvk: podGVK, json: ``, wantErr: true},
+		{desc: "a control character in a kept string", gvk: podGVK, json: "{\"spec\":{\"serviceAccountName\":\"a\x01\"}}", wantErr: true},
+	}
+	for _, tc := range tests {
+		t.Run(tc.desc, func(t *testing.T) {
+			got, ok, err := podSpecOf(tc.gvk, []byte(tc.json))
+			if !ok {
+				t.Fatalf("podSpecOf(%v) did not recognise the kind", tc.gvk)
+			}
+			if (err != nil) != tc.wantErr {
+				t.Fatalf("error = %v, want error: %v", err, tc.wantErr)
+			}
+			if err != nil {
+				return
+			}
+			ref, rerr := referencePullSpec([]byte(tc.json), specPath(tc.gvk))
+			if rerr != nil {
+				t.Fatalf("the reference decoder failed where the scanner did not: %v", rerr)
+			}
+			if diff := cmp.Diff(ref.podSpec(), got); diff != "" {
+				t.Errorf("scanner vs reference decoder (-want +got):\n%s", diff)
+			}
+			if tc.want != nil {
+				if diff := cmp.Diff(tc.want, got); diff != "" {
+					t.Errorf("pod spec (-want +got):\n%s", diff)
+				}
+			}
+		})
+	}
+}
+
+// FuzzPullSpecScan checks scanPullSpec against the API server's decoder on any valid JSON
+// without repeated keys (where encoding/json merges into what an earlier key decoded, a case
+// the API server never sends): both fail, or both give the same pull spec. On any input it
+// must not panic.
+func FuzzPullSpecScan(f *testing.F) {
+	f.Add(realisticPod, uint8(0))
+	f.Add(`{"spec":{"template":{"spec":{"containers":[{"name":"a","image":"b"}],"imagePullSecrets":[{"name":"s"}]}}}}`, uint8(1))
+	f.Add(`{"spec":{"jobTemplate":{"spec":{"template":{"spec":{"initContainers":[{"image":"i"}]}}}}}}`, uint8(2))
+	f.Add(`{"spec":{"containers":[{"image":"\u00e9\ud83d\ude00"}],"nodeSelector":{"k":"v"}}}`, uint8(0))
+	f.Add(`{"spec":{"containers":[{"image":1e3}]}}`, uint8(0))
+	f.Add(`[{"spec":null}]`, uint8(0))
+	paths := [][]string{specPath(podGVK), specPath(deploymentGVK), specPath(cronJobGVK)}
+	f.Fuzz(func(t *testing.T, data string, which uint8) {
+		keys := paths[int(which)%len(paths)]
+		got, err := scanPullSpec([]byte(data), keys)
+		if !json.Valid([]byte(data)) || hasRepeatedKeys([]byte(data)) {
+			return
+		}
+		ref, rerr := referencePullSpec([]byte(data), keys)
+		if (err != nil) != (rerr != nil) {
+			t.Fatalf("scanner error %v, reference error %v, for %q", err, rerr, data)
+		}
+		if err != nil {
+			return
+		}
+		if diff := cmp.Diff(ref.podSpec(), got.podSpec()); diff != "" {
+			t.Fatalf("scanner vs reference decoder for %q (-want +got):\n%s", data, diff)
+		}
+	})
+}
+
+// hasRepeatedKeys reports whether any object in valid JSON data has a key twice (after
+// unescaping).
+func hasRepeatedKeys(data []byte) bool {
+	dec := json.NewDecoder(bytes.NewReader(data))
+	type frame struct {
+		keys      map[string]bool
+		isObject  bool
+		expectKey bool
+	}
+	var stack []*frame
+	for {
+		tok, err := dec.Token()
+		if errors.Is(err, io.EOF) {
+			return false
+		}
+		if err != nil {
+			return false
+		}
+		var top *frame
+		if len(stack) > 0 {
+			top = stack[len(stack)-1]
+		}
+		if top != nil && top.isObject && top.expectKey {
+			if d, ok := tok.(json.Delim); ok && d == '}' {
+				stack = stack[:len(stack)-1]
+				continue
+			}
+			key := tok.(string)
+			if top.keys[key] {
+				return true
+			}
+			top.keys[key] = true
+			top.expectKey = false
+			continue
+		}
+		if top != nil && top.isObject {
+			top.expectKey = true
+		}
+		switch tok {
+		case json.Delim('{'):
+			stack = append(stack, &frame{keys: map[string]bool{}, isObject: true, expectKey: true})
+		case json.Delim('['):
+			stack = append(stack, &frame{})
+		case json.Delim(']'):
+			stack = stack[:len(stack)-1]
+			if len(stack) > 0 && stack[len(stack)-1].isObject {
+				stack[len(stack)-1].expectKey = true
+			}
+		}
+	}
+}
+
+func TestHasRepeatedKeys(t *testing.T) {
+	for in, want := range map[string]bool{
+		`{"a":1,"b":{"a":2}}`:             false,
+		`{"a":1,"a":2}`:                   true,
+		`{"a":{"b":1,"b":2}}`:             true,
+		`[{"a":1},{"a":1}]`:               false,
+		`{"a":[{"x":1}],"b":[{"x":[1]}]}`: false,
+		`{"a":[],"a":[]}`:                 true,
+		`{"\u0061":1,"a":2}`:              true,
+	} {
+		if got := hasRepeatedKeys([]byte(in)); got != want {
+			t.Errorf("hasRepeatedKeys(%s) = %v, want %v", in, got, want)
+		}
+	}
+}
