@@ -52,6 +52,8 @@ type config struct {
 	MetricsAddr string
 	// ProbeAddr serves /healthz and /readyz.
 	ProbeAddr string
+	// PprofAddr serves net/http/pprof; "" or "0" disables.
+	PprofAddr string
 }
 
 // Validate checks the configuration as a whole.
@@ -87,6 +89,7 @@ func main() {
 	flag.StringVar(&cfg.PolicyFile, "policy-file", "", "path of a policy.yaml read at start, instead of a ConfigMap")
 	flag.StringVar(&cfg.MetricsAddr, "metrics-bind-address", ":8080", "address of the Prometheus metrics endpoint; 0 disables it")
 	flag.StringVar(&cfg.ProbeAddr, "health-probe-bind-address", ":8081", "address of the /healthz and /readyz endpoints")
+	flag.StringVar(&cfg.PprofAddr, "pprof-bind-address", "", "address of the net/http/pprof endpoints (/debug/pprof/); empty or 0 disables them")
 	zapOpts := zap.Options{}
 	zapOpts.BindFlags(flag.CommandLine)
 	flag.Parse()
@@ -140,6 +143,7 @@ func run(ctx context.Context, cfg config) error {
 		Cache:                  cacheOpts,
 		Metrics:                metricsserver.Options{BindAddress: cfg.MetricsAddr},
 		HealthProbeBindAddress: cfg.ProbeAddr,
+		PprofBindAddress:       cfg.PprofAddr,
 		WebhookServer:          webhook.NewServer(webhook.Options{Port: cfg.Port, CertDir: cfg.CertDir}),
 	})
 	if err != nil {

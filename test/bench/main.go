@@ -44,6 +44,7 @@ type settings struct {
 	MaxLoad       float64       `json:"-"`
 	Only          string        `json:"-"`
 	Keep          bool          `json:"-"`
+	CPUProfile    string        `json:"-"`
 
 	// Human-readable copies of the durations for the JSON report.
 	DurationS      string `json:"durationPerRound"`
@@ -67,6 +68,7 @@ func main() {
 	flag.Float64Var(&s.MaxLoad, "max-load", 0, "wait (up to 10 minutes) until the 1-minute load average is below this before starting; 0 does not wait")
 	flag.StringVar(&s.Only, "only", "", "comma-separated scenarios to run (baseline and warm always run): cold, burst, latency, burst-latency, hang")
 	flag.BoolVar(&s.Keep, "keep", false, "keep the work directory (logs of every process)")
+	flag.StringVar(&s.CPUProfile, "cpuprofile", "", "directory to write CPU profiles of the baseline and of pullgate to, taken during the first round at -concurrency (go tool pprof -top DIR/pullgate-warm.pprof)")
 	flag.Parse()
 	if s.Markdown == "" {
 		s.Markdown = strings.TrimSuffix(s.Out, filepath.Ext(s.Out)) + ".md"

@@ -24,6 +24,7 @@ type webhookProc struct {
 	URL                   string // https://127.0.0.1:PORT/validate
 	metricsURL, readyzURL string
 	port, metrics, probe  int
+	pprofURL              string // http://127.0.0.1:PORT/debug/pprof/, or "" when not served
 	logFile               *os.File
 	// scrapeCost is what one metrics scrape allocates in the process, subtracted from the
 	// allocations measured around a phase.
@@ -35,6 +36,8 @@ type procConfig struct {
 	binary, certDir, kubeconfig, logDir string
 	// extra are binary-specific flags (pullgate's --policy-file).
 	extra []string
+	// pprof serves /debug/pprof/ on a free loopback port.
+	pprof bool
 }
 
 func buildBinary(ctx context.Context, root, pkg, out string) error {
@@ -48,7 +51,7 @@ func buildBinary(ctx context.Context, root, pkg, out string) error {
 
 // startWebhook starts cfg.binary on free loopback ports and waits until /readyz answers 200.
 func startWebhook(ctx context.Context, name string, cfg procConfig) (*webhookProc, error) {
-	ports, err := freePorts(3)
+	ports, err := freePorts(4)
 	if err != nil {
 		return nil, err
 	}
@@ -67,6 +70,10 @@ func startWebhook(ctx context.Context, name string, cfg procConfig) (*webhookPro
 		"--metrics-bind-address", fmt.Sprintf("127.0.0.1:%d", p.metrics),
 		"--health-probe-bind-address", fmt.Sprintf("127.0.0.1:%d", p.probe),
 	}, cfg.extra...)
+	if cfg.pprof {
+		p.pprofURL = fmt.Sprintf("http://127.0.0.1:%d/debug/pprof/", ports[3])
+		args = append(args, "--pprof-bind-address", fmt.Sprintf("127.0.0.1:%d", ports[3]))
+	}
 	p.cmd = exec.Command(cfg.binary, args...)
 	p.cmd.Stdout, p.cmd.Stderr = p.logFile, p.logFile
 	// An interrupted benchmark leaves no webhook behind.
@@ -115,6 +122,35 @@ func (p *webhookProc) Stop() {
 		<-p.exited
 	}
 	p.logFile.Close()
+}
+
+// cpuProfile records the process's CPU profile for d into file.
+func (p *webhookProc) cpuProfile(ctx context.Context, d time.Duration, file string) error {
+	if p.pprofURL == "" {
+		return fmt.Errorf("%s serves no pprof endpoint", p.name)
+	}
+	url := fmt.Sprintf("%sprofile?seconds=%d", p.pprofURL, max(1, int(d.Seconds())))
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("%s: %s", url, resp.Status)
+	}
+	f, err := os.Create(file)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(f, resp.Body); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
 }
 
 // scrape reads the process's Prometheus metrics as "name{labels}" → value.

@@ -96,7 +96,12 @@ func newBench(ctx context.Context, s settings, root, dir string) (_ *bench, err 
 	if err := os.WriteFile(policyFile, []byte(policy), 0o600); err != nil {
 		return nil, err
 	}
-	common := procConfig{certDir: certDir, kubeconfig: b.cluster.Kubeconfig, logDir: dir}
+	common := procConfig{certDir: certDir, kubeconfig: b.cluster.Kubeconfig, logDir: dir, pprof: s.CPUProfile != ""}
+	if s.CPUProfile != "" {
+		if err := os.MkdirAll(s.CPUProfile, 0o755); err != nil {
+			return nil, err
+		}
+	}
 	b.pullgate = common
 	b.pullgate.binary, b.pullgate.extra = pullgateBin, []string{"--policy-file", policyFile}
 	base := common
@@ -336,7 +341,18 @@ func (b *bench) runAll(ctx context.Context) (*report, error) {
 			{b.baselineProc, 1, &baseSerial},
 			{pg, 1, &warmSerial},
 		} {
+			var profiled chan error
+			if b.s.CPUProfile != "" && r == 0 && step.concurrency > 1 {
+				profiled = make(chan error, 1)
+				file := filepath.Join(b.s.CPUProfile, step.proc.name+"-warm.pprof")
+				go func() { profiled <- step.proc.cpuProfile(ctx, b.s.Duration-time.Second, file) }()
+			}
 			m, err := b.measureAt(ctx, step.concurrency, step.proc, warmBodies, expect{allowed: true}, until(time.Now().Add(b.s.Duration)))
+			if profiled != nil {
+				if perr := <-profiled; perr != nil {
+					fmt.Println("cpu profile:", perr)
+				}
+			}
 			if err != nil {
 				pg.Stop()
 				return nil, err

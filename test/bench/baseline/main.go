@@ -24,18 +24,19 @@ func main() {
 	port := flag.Int("port", 9443, "HTTPS port of the webhook server")
 	metricsAddr := flag.String("metrics-bind-address", ":8080", "address of the Prometheus metrics endpoint; 0 disables it")
 	probeAddr := flag.String("health-probe-bind-address", ":8081", "address of the /healthz and /readyz endpoints")
+	pprofAddr := flag.String("pprof-bind-address", "", "address of the net/http/pprof endpoints; empty or 0 disables them")
 	zapOpts := zap.Options{}
 	zapOpts.BindFlags(flag.CommandLine)
 	flag.Parse()
 	ctrl.SetLogger(zap.New(zap.UseFlagOptions(&zapOpts)))
 
-	if err := run(ctrl.SetupSignalHandler(), *certDir, *port, *metricsAddr, *probeAddr); err != nil {
+	if err := run(ctrl.SetupSignalHandler(), *certDir, *port, *metricsAddr, *probeAddr, *pprofAddr); err != nil {
 		ctrl.Log.Error(err, "baseline webhook failed")
 		os.Exit(1)
 	}
 }
 
-func run(ctx context.Context, certDir string, port int, metricsAddr, probeAddr string) error {
+func run(ctx context.Context, certDir string, port int, metricsAddr, probeAddr, pprofAddr string) error {
 	restCfg, err := ctrl.GetConfig()
 	if err != nil {
 		return fmt.Errorf("loading kubeconfig: %w", err)
@@ -43,6 +44,7 @@ func run(ctx context.Context, certDir string, port int, metricsAddr, probeAddr s
 	mgr, err := ctrl.NewManager(restCfg, ctrl.Options{
 		Metrics:                metricsserver.Options{BindAddress: metricsAddr},
 		HealthProbeBindAddress: probeAddr,
+		PprofBindAddress:       pprofAddr,
 		WebhookServer:          webhook.NewServer(webhook.Options{Port: port, CertDir: certDir}),
 	})
 	if err != nil {
