@@ -92,6 +92,9 @@ func (p *Policy) ImageExempt(normalizedRef string) bool {
 //
 // A host that is not host[:port] matches no entry.
 func (p *Policy) RegistryAllowed(host string) bool {
+	if len(p.Registries.Allowed) == 0 && len(p.Registries.Denied) == 0 {
+		return true // the default, and asked for every image of every admission
+	}
 	h, ok := parseHost(host)
 	if !ok {
 		return len(p.Registries.Allowed) == 0
@@ -106,6 +109,9 @@ func (p *Policy) RegistryAllowed(host string) bool {
 // Registries.Insecure, with RegistryAllowed's matching rules. The registry client decides by
 // itself that loopback hosts may use plain HTTP; this reports only the list.
 func (p *Policy) InsecureRegistry(host string) bool {
+	if len(p.Registries.Insecure) == 0 {
+		return false
+	}
 	h, ok := parseHost(host)
 	return ok && matchesAny(p.Registries.Insecure, h)
 }

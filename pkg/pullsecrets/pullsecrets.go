@@ -174,6 +174,29 @@ func keychainFor(ctx context.Context, secret *corev1.Secret) (authn.Keychain, er
 	if err != nil {
 		return nil, err
 	}
-	keychains.Add(key, kc)
-	return kc, nil
+	memo := &memoKeychain{keychain: kc}
+	memo.byRepo, _ = lru.New[string, authn.Authenticator](64)
+	keychains.Add(key, memo)
+	return memo, nil
+}
+
+// memoKeychain remembers what a parsed pull secret answers for each repository: matching a
+// repository against the secret's entries parses every entry as a URL, and the same few
+// repositories are asked about on every admission.
+type memoKeychain struct {
+	keychain authn.Keychain
+	byRepo   *lru.Cache[string, authn.Authenticator] // bounded; safe for concurrent use
+}
+
+func (m *memoKeychain) Resolve(r authn.Resource) (authn.Authenticator, error) {
+	key := r.String()
+	if auth, ok := m.byRepo.Get(key); ok {
+		return auth, nil
+	}
+	auth, err := m.keychain.Resolve(r)
+	if err != nil {
+		return nil, err
+	}
+	m.byRepo.Add(key, auth)
+	return auth, nil
 }

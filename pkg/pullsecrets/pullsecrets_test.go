@@ -166,3 +166,43 @@ func TestRotatedSecretIsParsedAgain(t *testing.T) {
 		t.Errorf("after rotation: password = %q, want %q", got, "rotated")
 	}
 }
+
+// A secret with entries for two paths of one registry answers per repository, also when the
+// answers are remembered across admissions.
+func TestCredentialsPerRepository(t *testing.T) {
+	cfg, _ := json.Marshal(map[string]any{"auths": map[string]any{
+		"multi.example.com/team-a": map[string]string{"username": "a", "password": "pa"},
+		"multi.example.com/team-b": map[string]string{"username": "b", "password": "pb"},
+	}})
+	secret := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "paths", UID: "uid-paths"},
+		Type: corev1.SecretTypeDockerConfigJson, Data: map[string][]byte{corev1.DockerConfigJsonKey: cfg}}
+	reader := fake.NewClientBuilder().WithObjects(secret).Build()
+	spec := &corev1.PodSpec{ImagePullSecrets: refs("paths")}
+	for i, tc := range []struct{ repo, wantUser string }{
+		{"multi.example.com/team-a/app", "a"},
+		{"multi.example.com/team-b/app", "b"},
+		{"multi.example.com/team-a/app", "a"},
+		{"multi.example.com/team-c/app", ""},
+		{"multi.example.com/team-b/app", "b"},
+	} {
+		k, err := ForPod(t.Context(), reader, ns, spec)
+		if err != nil {
+			t.Fatal(err)
+		}
+		repo, err := name.NewRepository(tc.repo)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got string
+		if creds := k.Credentials(repo); len(creds) > 0 {
+			cfg, err := creds[0].Auth.Authorization()
+			if err != nil {
+				t.Fatal(err)
+			}
+			got = cfg.Username
+		}
+		if got != tc.wantUser {
+			t.Errorf("%d: credentials for %s: user %q, want %q", i, tc.repo, got, tc.wantUser)
+		}
+	}
+}
