@@ -123,9 +123,15 @@ func run(ctx context.Context, cfg config) error {
 	}
 	cacheOpts := cache.Options{
 		DefaultTransform: cache.TransformStripManagedFields(),
+		// Every admission reads its namespace, its ServiceAccount and its pull secrets from
+		// the cache. Nothing in pullgate modifies what it reads, so these are not deep-copied
+		// on every read (that was a third of what a warm admission allocated); code that needs
+		// to change such an object must copy it first.
 		ByObject: map[client.Object]cache.ByObject{
 			// Only docker config secrets matter to pulls: keep no other secret's data in memory.
-			&corev1.Secret{}: {Transform: dropNonPullSecretData},
+			&corev1.Secret{}:         {Transform: dropNonPullSecretData, UnsafeDisableDeepCopy: new(true)},
+			&corev1.ServiceAccount{}: {UnsafeDisableDeepCopy: new(true)},
+			&corev1.Namespace{}:      {UnsafeDisableDeepCopy: new(true)},
 		},
 	}
 	var policyKey types.NamespacedName
