@@ -73,18 +73,27 @@ func (p *pullSpec) podSpec() *corev1.PodSpec {
 	if p.Affinity != nil && p.Affinity.NodeAffinity != nil {
 		spec.Affinity = &corev1.Affinity{NodeAffinity: p.Affinity.NodeAffinity}
 	}
-	for _, c := range p.InitContainers {
-		spec.InitContainers = append(spec.InitContainers, corev1.Container{Name: c.Name, Image: c.Image, ImagePullPolicy: c.ImagePullPolicy})
-	}
-	for _, c := range p.Containers {
-		spec.Containers = append(spec.Containers, corev1.Container{Name: c.Name, Image: c.Image, ImagePullPolicy: c.ImagePullPolicy})
-	}
-	for _, c := range p.EphemeralContainers {
-		spec.EphemeralContainers = append(spec.EphemeralContainers, corev1.EphemeralContainer{
-			EphemeralContainerCommon: corev1.EphemeralContainerCommon{Name: c.Name, Image: c.Image, ImagePullPolicy: c.ImagePullPolicy},
-		})
+	// corev1.Container is over a kilobyte: size each slice once instead of growing it.
+	spec.InitContainers = containersOf(p.InitContainers)
+	spec.Containers = containersOf(p.Containers)
+	if len(p.EphemeralContainers) > 0 {
+		spec.EphemeralContainers = make([]corev1.EphemeralContainer, len(p.EphemeralContainers))
+		for i, c := range p.EphemeralContainers {
+			spec.EphemeralContainers[i].EphemeralContainerCommon = corev1.EphemeralContainerCommon{Name: c.Name, Image: c.Image, ImagePullPolicy: c.ImagePullPolicy}
+		}
 	}
 	return spec
+}
+
+func containersOf(cs []pullContainer) []corev1.Container {
+	if len(cs) == 0 {
+		return nil
+	}
+	out := make([]corev1.Container, len(cs))
+	for i, c := range cs {
+		out[i] = corev1.Container{Name: c.Name, Image: c.Image, ImagePullPolicy: c.ImagePullPolicy}
+	}
+	return out
 }
 
 // pullRelevantChange reports whether an update changed anything that decides whether the
