@@ -56,7 +56,9 @@ func (m *Mutator) handle(ctx context.Context, req admission.Request) admission.R
 	if !pol.Mutations.Enabled || pol.NamespaceExempt(req.Namespace) {
 		return admission.Allowed("")
 	}
-	log := logf.FromContext(ctx).WithValues("namespace", req.Namespace, "name", req.Name)
+	// admission.Webhook has already put the object, resource, user and request ID on the
+	// context's logger; adding them again cost every admission a logger copy.
+	log := logf.FromContext(ctx)
 
 	// Decoded as the API server decodes (field names match case-sensitively), so the patch's
 	// paths name the fields the mutations read.

@@ -48,7 +48,9 @@ func (v *Validator) Handle(ctx context.Context, req admission.Request) admission
 }
 
 func (v *Validator) handle(ctx context.Context, req admission.Request) admission.Response {
-	log := logf.FromContext(ctx).WithValues("kind", req.Kind.Kind, "namespace", req.Namespace, "name", req.Name)
+	// admission.Webhook has already put the object, resource, user and request ID on the
+	// context's logger; adding them again cost every admission a logger copy.
+	log := logf.FromContext(ctx)
 	kind := req.Kind.Kind
 	pol := v.Policy.Load()
 	if req.Kind.Group == "" && kind == "ConfigMap" {
