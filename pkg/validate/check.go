@@ -210,7 +210,7 @@ func (r *run) checkImage(ctx context.Context, image string, never bool) ([]Findi
 			"write it as [registry/]repository[:tag][@sha256:digest], lower case")
 		return out, true
 	}
-	if r.pol.ImageExempt(familiarName(ref)) {
+	if len(r.pol.ExemptImages) > 0 && r.pol.ImageExempt(familiarName(ref)) {
 		return nil, true
 	}
 	if r.pol.InsecureRegistry(registryHost(ref.Context())) {
