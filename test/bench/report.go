@@ -67,6 +67,10 @@ type scenarioResult struct {
 type burstInfo struct {
 	repo string
 	rtt  time.Duration
+	// roundTrips is the fewest the registry protocol allows for the image with the platform
+	// check on: 1 for an index (its body lists the platforms), 2 for a single-arch image
+	// (its manifest, then the config blob that names the platform).
+	roundTrips int
 }
 
 type hangInfo struct {
@@ -170,10 +174,15 @@ func (r *report) checkTargets() {
 			continue
 		}
 		heads, gets := *s.ManifestHEADs, *s.ManifestGETs
-		add(s.Name+": one manifest lookup per (image, credential)", heads == 1 && gets <= 1,
-			"the new image's manifest: %d HEAD (tag → digest), %d GET (by digest, for the platform check) over %d admissions",
+		add(s.Name+": one manifest lookup per (image, credential)", heads+gets == 1,
+			"the new image's manifest: %d HEAD, %d GET over %d admissions",
 			heads, gets, s.Requests)
 		bound := s.RoundTripMs + 5
+		floor := ""
+		if s.burst.roundTrips > 1 {
+			floor = fmt.Sprintf("; a single-arch image needs %d round trips with the platform check on (manifest, then config blob): %.2f ms + 5 ms",
+				s.burst.roundTrips, float64(s.burst.roundTrips)*s.RoundTripMs)
+		}
 		queue := ""
 		if warm != nil {
 			// At a concurrency that saturates the machine, p99 is mostly the queue: what the
@@ -181,8 +190,8 @@ func (r *report) checkTargets() {
 			queue = fmt.Sprintf("; warm p99 at the same concurrency is %.2f ms, so the lookup added %.2f ms", warm.P99, s.P99-warm.P99)
 		}
 		add(s.Name+": p99 ≤ one registry round trip + 5 ms", s.P99 <= bound,
-			"p99 %.2f ms vs %.2f ms (round trip %.2f ms + 5 ms); p50 %.2f ms, max %.2f ms%s",
-			s.P99, bound, s.RoundTripMs, s.P50, s.Max, queue)
+			"p99 %.2f ms vs %.2f ms (round trip %.2f ms + 5 ms); p50 %.2f ms, max %.2f ms%s%s",
+			s.P99, bound, s.RoundTripMs, s.P50, s.Max, queue, floor)
 	}
 	if h := r.scenario("hang-before-open"); h != nil {
 		limit := ms(h.hang.lookupTimeout) + 100
