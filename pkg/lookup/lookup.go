@@ -127,3 +127,19 @@ func CacheOnly(ctx context.Context) bool {
 	v, _ := ctx.Value(cacheOnlyKey{}).(bool)
 	return v
 }
+
+type platformsWantedKey struct{}
+
+// WithPlatformsWanted returns ctx telling a Registry that the caller will ask for the
+// platforms of what it resolves, so a lookup that must go to the registry may fetch the
+// manifest body in the same request.
+func WithPlatformsWanted(ctx context.Context) context.Context {
+	return context.WithValue(ctx, platformsWantedKey{}, true)
+}
+
+// PlatformsWanted reports whether ctx says the caller will ask for the platforms of what
+// it resolves.
+func PlatformsWanted(ctx context.Context) bool {
+	v, _ := ctx.Value(platformsWantedKey{}).(bool)
+	return v
+}

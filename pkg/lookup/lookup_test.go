@@ -30,3 +30,25 @@ func TestKinds(t *testing.T) {
 		t.Errorf("KindOf(non-lookup error) = %v, want 0", got)
 	}
 }
+
+func TestContextHints(t *testing.T) {
+	for _, tc := range []struct {
+		desc                       string
+		ctx                        context.Context
+		cacheOnly, platformsWanted bool
+	}{
+		{"none", t.Context(), false, false},
+		{"cache only", WithCacheOnly(t.Context()), true, false},
+		{"platforms wanted", WithPlatformsWanted(t.Context()), false, true},
+		{"both", WithPlatformsWanted(WithCacheOnly(t.Context())), true, true},
+	} {
+		t.Run(tc.desc, func(t *testing.T) {
+			if got := CacheOnly(tc.ctx); got != tc.cacheOnly {
+				t.Errorf("CacheOnly() = %v, want %v", got, tc.cacheOnly)
+			}
+			if got := PlatformsWanted(tc.ctx); got != tc.platformsWanted {
+				t.Errorf("PlatformsWanted() = %v, want %v", got, tc.platformsWanted)
+			}
+		})
+	}
+}

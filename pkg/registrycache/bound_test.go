@@ -11,7 +11,7 @@ import (
 )
 
 // TestCachesStayBounded fills every cache far past WithMaxEntries and checks none grows
-// beyond it: content, tags, negatives, per-repository clients and per-host state.
+// beyond it: content, tags, negatives, registry transports and per-host state.
 func TestCachesStayBounded(t *testing.T) {
 	const bound, lookups = 16, 200
 	r := testregistry.New(t)
@@ -31,7 +31,7 @@ func TestCachesStayBounded(t *testing.T) {
 	}
 	for cache, n := range map[string]int{
 		"content": c.content.Len(), "tags": c.tags.Len(), "negative": c.negative.Len(),
-		"pullers": c.pullers.Len(), "hosts": c.hosts.Len(),
+		"transports": c.transports.Len(), "hosts": c.hosts.Len(),
 	} {
 		if n > bound {
 			t.Errorf("%s cache holds %d entries after %d lookups; bound %d", cache, n, lookups, bound)

@@ -23,6 +23,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/google/go-containerregistry/pkg/v1/types"
 	lru "github.com/hashicorp/golang-lru/v2"
 	"golang.org/x/sync/singleflight"
 
@@ -44,13 +45,21 @@ type Cache struct {
 	tags     *lru.Cache[string, timedEntry]    // tag answers and tag lists, tag TTL
 	negative *lru.Cache[string, negativeEntry] // not-found answers, negative TTL
 
-	pullersMu sync.Mutex
-	pullers   *lru.Cache[string, *remote.Puller] // per registry, repository and identity
+	// transports are go-containerregistry's, by registry, credential identity and, for a
+	// Bearer registry, repository (see ping.go); gens numbers the generations of the hosts'
+	// ping answers they are built from (see hostState.gen).
+	transports *lru.Cache[string, cachedTransport]
+	gens       atomic.Uint64
 
 	hostsMu sync.Mutex
 	hosts   *lru.Cache[string, *hostState]
 
 	hits, misses, requests atomic.Int64
+
+	// identities remembers the identity of credentials already seen (bounded): the HMAC
+	// costs more than the rest of a cached lookup. They are credentials the pull secrets
+	// cache holds in memory anyway.
+	identities *lru.Cache[authn.AuthConfig, string]
 
 	// macs are HMAC-SHA256 states keyed with idKey, reused: hmac.New allocates two hash
 	// states and the padded keys on every call.
@@ -73,8 +82,13 @@ type negativeEntry struct {
 	expires time.Time
 }
 
-// maxConfigSize bounds the image config blob Platforms reads.
+// maxConfigSize bounds the image config blob Platforms reads. Manifests are bounded by
+// go-containerregistry (100 MiB).
 const maxConfigSize = 8 << 20
+
+// cacheConfig keys the config descriptor of an image whose manifest Resolve read for
+// Platforms, until Platforms has read the config.
+const cacheConfig = "config"
 
 // Stats counts what a Cache did, for tests and benchmarks.
 type Stats struct {
@@ -95,7 +109,8 @@ func New(opts ...Option) *Cache {
 	c.content = mustLRU[any](o.maxEntries, nil)
 	c.tags = mustLRU[timedEntry](o.maxEntries, nil)
 	c.negative = mustLRU[negativeEntry](o.maxEntries, nil)
-	c.pullers = mustLRU[*remote.Puller](o.maxEntries, nil)
+	c.transports = mustLRU[cachedTransport](o.maxEntries, nil)
+	c.identities, _ = lru.New[authn.AuthConfig, string](min(o.maxEntries, 1024)) // size > 0: makeOptions
 	c.hosts = mustLRU(o.maxEntries, func(host string, _ *hostState) {
 		circuitOpen.DeleteLabelValues(host)
 	})
@@ -128,27 +143,40 @@ func (c *Cache) Stats() Stats {
 // or confirms that a digest exists. A digest's answer is kept without expiry, a tag's for
 // the tag TTL, "not found" for the negative TTL. A HEAD has no body, so a missing repository
 // is reported as KindManifestUnknown here; Tags tells the two apart.
+//
+// Under lookup.WithPlatformsWanted, a lookup that must ask the registry does a GET instead,
+// and keeps from the body what Platforms needs (all of it for an index, the config's
+// descriptor for an image), unless the platforms of the digest ref named last are already
+// kept: then a HEAD tells whether it still names that. A GET body can tell a missing
+// repository (KindRepositoryUnknown) from a missing manifest.
 func (c *Cache) Resolve(ctx context.Context, ref name.Reference, auth authn.Authenticator) (lookup.Descriptor, error) {
 	repo := ref.Context()
 	host := repo.RegistryStr()
-	id, err := c.identity(ctx, host, auth)
+	cred, err := c.credentialOf(ctx, host, auth)
 	if err != nil {
 		return lookup.Descriptor{}, err
 	}
 	_, byDigest := ref.(name.Digest)
-	key := cacheKey(cacheManifest, repo, ref.Identifier(), id)
+	key := cacheKey(cacheManifest, repo, ref.Identifier(), cred.id)
 	v, err := c.get(ctx, cacheManifest, host, endpointManifests, key, byDigest, func(ctx context.Context) (any, error) {
-		p, err := c.puller(repo, id, auth)
+		p, err := c.puller(ctx, repo, cred)
 		if err != nil {
 			return nil, err
 		}
-		d, err := head(ctx, p, ref, host)
+		// A GET only when its body saves Platforms a request: Docker Hub counts GETs, not
+		// HEADs, against its pull rate limit, and a HEAD's response is smaller.
+		var d lookup.Descriptor
+		if lookup.PlatformsWanted(ctx) && !c.platformsKept(ref, key, cred.id) {
+			d, err = c.getManifest(ctx, p, ref, cred.id)
+		} else {
+			d, err = head(ctx, p, ref, host)
+		}
 		if err != nil {
 			return nil, err
 		}
 		if !byDigest {
 			// What a tag points to exists, by digest, for good.
-			c.content.Add(cacheKey(cacheManifest, repo, d.Digest.String(), id), d)
+			c.content.Add(cacheKey(cacheManifest, repo, d.Digest.String(), cred.id), d)
 		}
 		return d, nil
 	})
@@ -156,6 +184,48 @@ func (c *Cache) Resolve(ctx context.Context, ref name.Reference, auth authn.Auth
 		return lookup.Descriptor{}, err
 	}
 	return v.(lookup.Descriptor), nil
+}
+
+// platformsKept reports whether Platforms has (or needs only the config blob for) the
+// digest ref named when last looked up: its own digest, or the one a tag resolved to
+// before its answer expired. key is ref's manifest cache key.
+func (c *Cache) platformsKept(ref name.Reference, key, id string) bool {
+	var digest string
+	if d, ok := ref.(name.Digest); ok {
+		digest = d.DigestStr()
+	} else if e, ok := c.tags.Peek(key); ok { // Peek: an expired answer still names it
+		if d, ok := e.value.(lookup.Descriptor); ok {
+			digest = d.Digest.String()
+		}
+	}
+	if digest == "" {
+		return false
+	}
+	repo := ref.Context()
+	return c.content.Contains(cacheKey(cachePlatforms, repo, digest, id)) ||
+		c.content.Contains(cacheKey(cacheConfig, repo, digest, id))
+}
+
+// getManifest is Resolve's GET: it keeps, from the one response, what Platforms would read
+// from the manifest body, so that Platforms asks for no manifest.
+func (c *Cache) getManifest(ctx context.Context, p *remote.Puller, ref name.Reference, id string) (lookup.Descriptor, error) {
+	desc, err := p.Get(ctx, ref)
+	if err != nil {
+		return lookup.Descriptor{}, err
+	}
+	d := lookup.Descriptor{Digest: desc.Digest, MediaType: desc.MediaType, Size: desc.Size}
+	platforms, config, err := manifestPlatforms(ref, desc.MediaType, desc.Manifest)
+	repo := ref.Context()
+	switch {
+	case err != nil:
+		// Not Resolve's to report: the digest stands, and Platforms, finding nothing
+		// kept, fetches the manifest and reports the error itself.
+	case config != nil:
+		c.content.Add(cacheKey(cacheConfig, repo, d.Digest.String(), id), *config)
+	default:
+		c.content.Add(cacheKey(cachePlatforms, repo, d.Digest.String(), id), platforms)
+	}
+	return d, nil
 }
 
 // head is a manifest HEAD, with a GET in its place when the registry does not answer HEAD
@@ -179,20 +249,30 @@ func head(ctx context.Context, p *remote.Puller, ref name.Reference, host string
 // Platforms returns the platforms of the manifest at ref: for an index, the platforms of its
 // manifests (entries without a platform, or with unknown/unknown such as attestations, are
 // skipped); for an image, the os, architecture and variant of its config. The answer is
-// fetched by digest, once, and kept without expiry. An empty answer means the registry
-// gives no platform information (an artifact, a schema 1 manifest); it is not a mismatch.
+// fetched by digest, once, and kept without expiry; when Resolve fetched the manifest
+// (under lookup.WithPlatformsWanted), only an image's config is left to fetch. An empty
+// answer means the registry gives no platform information (an artifact, a schema 1
+// manifest); it is not a mismatch.
 func (c *Cache) Platforms(ctx context.Context, ref name.Digest, auth authn.Authenticator) ([]v1.Platform, error) {
 	repo := ref.Context()
 	host := repo.RegistryStr()
-	id, err := c.identity(ctx, host, auth)
+	cred, err := c.credentialOf(ctx, host, auth)
 	if err != nil {
 		return nil, err
 	}
-	key := cacheKey(cachePlatforms, repo, ref.DigestStr(), id)
+	key := cacheKey(cachePlatforms, repo, ref.DigestStr(), cred.id)
 	v, err := c.get(ctx, cachePlatforms, host, endpointManifests, key, true, func(ctx context.Context) (any, error) {
-		p, err := c.puller(repo, id, auth)
+		p, err := c.puller(ctx, repo, cred)
 		if err != nil {
 			return nil, err
+		}
+		configKey := cacheKey(cacheConfig, repo, ref.DigestStr(), cred.id)
+		if config, ok := c.content.Peek(configKey); ok {
+			platforms, err := configPlatforms(ctx, p, ref, config.(v1.Descriptor))
+			if err == nil {
+				c.content.Remove(configKey) // the platforms are kept in its place
+			}
+			return platforms, err
 		}
 		return fetchPlatforms(ctx, p, ref)
 	})
@@ -207,12 +287,28 @@ func fetchPlatforms(ctx context.Context, p *remote.Puller, ref name.Digest) ([]v
 	if err != nil {
 		return nil, err
 	}
+	platforms, config, err := manifestPlatforms(ref, desc.MediaType, desc.Manifest)
+	if err != nil || config == nil {
+		return platforms, err
+	}
+	return configPlatforms(ctx, p, ref, *config)
+}
+
+// manifestPlatforms returns the platforms a manifest of media type mt states in its body:
+// an index's, from its entries; none for schema 1 or an artifact. An image states its
+// platform in its config blob: for one, manifestPlatforms returns the config's descriptor
+// instead, for configPlatforms.
+//
+// A body that does not parse is the registry's fault, whatever the parser says: its error
+// is not wrapped, so that a truncated document (io.ErrUnexpectedEOF) is not taken for a
+// connection cut short.
+func manifestPlatforms(ref name.Reference, mt types.MediaType, body []byte) ([]v1.Platform, *v1.Descriptor, error) {
 	platforms := []v1.Platform{}
 	switch {
-	case desc.MediaType.IsIndex():
-		im, err := v1.ParseIndexManifest(bytes.NewReader(desc.Manifest))
+	case mt.IsIndex():
+		im, err := v1.ParseIndexManifest(bytes.NewReader(body))
 		if err != nil {
-			return nil, fmt.Errorf("parsing the index manifest of %s: %w", ref, err)
+			return nil, nil, fmt.Errorf("parsing the index manifest of %s: %v", ref, err)
 		}
 		for _, m := range im.Manifests {
 			if m.Platform == nil || (m.Platform.OS == "unknown" && m.Platform.Architecture == "unknown") {
@@ -220,28 +316,34 @@ func fetchPlatforms(ctx context.Context, p *remote.Puller, ref name.Digest) ([]v
 			}
 			platforms = append(platforms, *m.Platform)
 		}
-		return platforms, nil
-	case desc.MediaType.IsSchema1():
-		return platforms, nil
+		return platforms, nil, nil
+	case mt.IsSchema1():
+		return platforms, nil, nil
 	}
-	m, err := v1.ParseManifest(bytes.NewReader(desc.Manifest))
+	m, err := v1.ParseManifest(bytes.NewReader(body))
 	if err != nil {
-		return nil, fmt.Errorf("parsing the manifest of %s: %w", ref, err)
+		return nil, nil, fmt.Errorf("parsing the manifest of %s: %v", ref, err)
 	}
 	if !m.Config.MediaType.IsConfig() {
-		return platforms, nil // an artifact, not an image
+		return platforms, nil, nil // an artifact, not an image
 	}
-	if m.Config.Size > maxConfigSize {
-		return nil, fmt.Errorf("the config blob of %s is %d bytes, more than the %d read", ref, m.Config.Size, maxConfigSize)
+	return nil, &m.Config, nil
+}
+
+// configPlatforms returns the platform the config blob of the image at ref states.
+func configPlatforms(ctx context.Context, p *remote.Puller, ref name.Reference, config v1.Descriptor) ([]v1.Platform, error) {
+	if config.Size > maxConfigSize {
+		return nil, fmt.Errorf("the config blob of %s is %d bytes, more than the %d read", ref, config.Size, maxConfigSize)
 	}
-	img, err := desc.Image()
-	if err != nil {
-		return nil, fmt.Errorf("reading the image %s: %w", ref, err)
-	}
-	cf, err := img.ConfigFile()
+	raw, err := readConfig(ctx, p, ref.Context(), config)
 	if err != nil {
 		return nil, fmt.Errorf("reading the config of %s: %w", ref, err)
 	}
+	cf, err := v1.ParseConfigFile(bytes.NewReader(raw))
+	if err != nil {
+		return nil, fmt.Errorf("parsing the config of %s: %v", ref, err)
+	}
+	platforms := []v1.Platform{}
 	if cf.OS == "" && cf.Architecture == "" {
 		return platforms, nil
 	}
@@ -252,6 +354,41 @@ func fetchPlatforms(ctx context.Context, p *remote.Puller, ref name.Digest) ([]v
 		OSVersion:    cf.OSVersion,
 		OSFeatures:   cf.OSFeatures,
 	}), nil
+}
+
+// readConfig returns the config blob config describes: embedded in the descriptor when it
+// is, else read from repo, never more than the size the descriptor states.
+func readConfig(ctx context.Context, p *remote.Puller, repo name.Repository, config v1.Descriptor) ([]byte, error) {
+	if config.Data != nil {
+		h, err := v1.Hasher(config.Digest.Algorithm)
+		if err != nil {
+			return nil, err
+		}
+		h.Write(config.Data)
+		if hex.EncodeToString(h.Sum(nil)) != config.Digest.Hex || int64(len(config.Data)) != config.Size {
+			return nil, fmt.Errorf("the config embedded in the manifest does not match its descriptor")
+		}
+		return config.Data, nil
+	}
+	l, err := p.Layer(ctx, repo.Digest(config.Digest.String()))
+	if err != nil {
+		return nil, err
+	}
+	rc, err := l.Compressed()
+	if err != nil {
+		return nil, err
+	}
+	defer rc.Close()
+	// The reader checks the digest when it reaches the end: one byte more than the size
+	// stated reaches it, or shows the blob is longer.
+	raw, err := io.ReadAll(io.LimitReader(rc, config.Size+1))
+	if err != nil {
+		return nil, err
+	}
+	if int64(len(raw)) != config.Size {
+		return nil, fmt.Errorf("the config blob is not the %d bytes its descriptor states", config.Size)
+	}
+	return raw, nil
 }
 
 func clonePlatforms(ps []v1.Platform) []v1.Platform {
@@ -273,13 +410,13 @@ func (c *Cache) Tags(ctx context.Context, repo name.Repository, auth authn.Authe
 		return nil, nil
 	}
 	host := repo.RegistryStr()
-	id, err := c.identity(ctx, host, auth)
+	cred, err := c.credentialOf(ctx, host, auth)
 	if err != nil {
 		return nil, err
 	}
-	key := cacheKey(cacheTags, repo, strconv.Itoa(limit), id)
+	key := cacheKey(cacheTags, repo, strconv.Itoa(limit), cred.id)
 	v, err := c.get(ctx, cacheTags, host, endpointTags, key, false, func(ctx context.Context) (any, error) {
-		p, err := c.puller(repo, id, auth)
+		p, err := c.puller(ctx, repo, cred)
 		if err != nil {
 			return nil, err
 		}
@@ -380,6 +517,9 @@ func (c *Cache) guarded(ctx context.Context, host string, ep endpoint, fetch fun
 			}
 			le.RetryAfter = d
 		}
+		if le.Kind == lookup.KindUnauthorized {
+			c.unauthorized(hs, cs.getChallenges())
+		}
 	}
 	c.record(ctx, hs, le, trial)
 	return v, le
@@ -431,18 +571,39 @@ func cacheKey(question string, repo name.Repository, ref, identity string) strin
 
 const anonymousIdentity = "anonymous"
 
-// identity names the credentials auth presents, without revealing them: "anonymous" for
-// none, else a keyed SHA-256 (HMAC) over the authn.AuthConfig.
-func (c *Cache) identity(ctx context.Context, host string, auth authn.Authenticator) (string, error) {
+// credential is who a lookup asks as: the identity that cache keys name, and a copy of the
+// credentials it stands for. Transports are kept by identity, so they must send exactly
+// those credentials, even if the Authenticator they came from later answers differently.
+type credential struct {
+	id  string
+	cfg authn.AuthConfig // zero for anonymous
+}
+
+// authenticator is what a transport built for the credential sends.
+func (cr credential) authenticator() authn.Authenticator {
+	if cr.id == anonymousIdentity {
+		return authn.Anonymous
+	}
+	return authn.FromConfig(cr.cfg)
+}
+
+// credentialOf names the credentials auth presents, without revealing them: "anonymous"
+// for none, else a keyed SHA-256 (HMAC) over the authn.AuthConfig.
+func (c *Cache) credentialOf(ctx context.Context, host string, auth authn.Authenticator) (credential, error) {
+	anonymous := credential{id: anonymousIdentity}
 	if auth == nil || auth == authn.Anonymous {
-		return anonymousIdentity, nil
+		return anonymous, nil
 	}
 	cfg, err := authn.Authorization(ctx, auth)
 	if err != nil {
-		return "", &lookup.Error{Kind: lookup.KindUnauthorized, Host: host, Err: fmt.Errorf("reading the credentials: %w", err)}
+		return credential{}, &lookup.Error{Kind: lookup.KindUnauthorized, Host: host, Err: fmt.Errorf("reading the credentials: %w", err)}
 	}
 	if cfg == nil || *cfg == (authn.AuthConfig{}) {
-		return anonymousIdentity, nil
+		return anonymous, nil
+	}
+	// Every lookup of every admission asks; the same few credentials come back each time.
+	if id, ok := c.identities.Get(*cfg); ok {
+		return credential{id: id, cfg: *cfg}, nil
 	}
 	mac := c.macs.Get().(hash.Hash)
 	defer c.macs.Put(mac)
@@ -454,34 +615,25 @@ func (c *Cache) identity(ctx context.Context, host string, auth authn.Authentica
 		_, _ = io.WriteString(mac, f)
 	}
 	var sum [sha256.Size]byte
-	return hex.EncodeToString(mac.Sum(sum[:0])), nil
+	id := hex.EncodeToString(mac.Sum(sum[:0]))
+	c.identities.Add(*cfg, id)
+	return credential{id: id, cfg: *cfg}, nil
 }
 
-// puller returns the go-containerregistry client for repo and a credential identity. It is
-// kept so that the ping and token exchange are not repeated on every lookup.
-func (c *Cache) puller(repo name.Repository, id string, auth authn.Authenticator) (*remote.Puller, error) {
-	key := strings.Join([]string{repo.RegistryStr(), repo.RepositoryStr(), id}, "\x00")
-	c.pullersMu.Lock()
-	defer c.pullersMu.Unlock()
-	if p, ok := c.pullers.Get(key); ok {
-		return p, nil
+// puller returns a go-containerregistry client for repo over the transport kept for cred.
+// Once the transport exists a Puller is a few allocations, so none is kept: one kept per
+// registry would collect state for every repository it ever read.
+func (c *Cache) puller(ctx context.Context, repo name.Repository, cred credential) (*remote.Puller, error) {
+	rt, err := c.roundTripper(ctx, repo, cred)
+	if err != nil {
+		return nil, err
 	}
-	if auth == nil {
-		auth = authn.Anonymous
-	}
-	p, err := remote.NewPuller(
-		remote.WithAuth(auth),
-		remote.WithTransport(c.transport),
-		remote.WithUserAgent(c.o.userAgent),
-		// No retries: a lookup is bounded by one deadline, a failure is reported (and
-		// counted by the breaker) and the next admission asks again.
-		remote.WithRetryPredicate(func(error) bool { return false }),
-		remote.WithRetryStatusCodes(),
-		remote.WithPageSize(tagsPageSize),
-	)
+	// rt is a *transport.Wrapper, which remote neither pings through nor wraps: no
+	// retries, which suits the Cache (a lookup is bounded by one deadline, a failure is
+	// reported and counted by the breaker, and the next admission asks again).
+	p, err := remote.NewPuller(remote.WithTransport(rt), remote.WithPageSize(tagsPageSize))
 	if err != nil {
 		return nil, fmt.Errorf("creating a registry client: %w", err)
 	}
-	c.pullers.Add(key, p)
 	return p, nil
 }

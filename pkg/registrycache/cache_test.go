@@ -439,7 +439,7 @@ func TestCredentialIsolation(t *testing.T) {
 	texts = append(texts, c.content.Keys()...)
 	texts = append(texts, c.tags.Keys()...)
 	texts = append(texts, c.negative.Keys()...)
-	texts = append(texts, c.pullers.Keys()...)
+	texts = append(texts, c.transports.Keys()...)
 	for _, err := range errs {
 		texts = append(texts, err.Error())
 	}

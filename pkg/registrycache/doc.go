@@ -13,6 +13,12 @@
 //     obtained with one namespace's pull secret is never served to a request without it;
 //   - digest-addressed answers are immutable and kept without expiry in a bounded LRU, tag
 //     answers for a short TTL, "not found" answers for a shorter one, failures not at all;
+//   - few round trips for a first-seen image: a registry is pinged once, not once per
+//     repository, and its transport is shared by its repositories for one credential
+//     identity (per repository for Bearer registries, whose tokens are scoped to one);
+//     under lookup.WithPlatformsWanted, Resolve GETs the manifest instead of a HEAD and
+//     keeps what Platforms needs, so an image costs a manifest and a config request and an
+//     index one request;
 //   - one in-flight request per question (singleflight) that survives the caller that
 //     started it, a per-host concurrency limit, Retry-After honoured on 429, and a per-host
 //     circuit breaker so a dead registry costs one timeout per window, not one per pod;

@@ -11,7 +11,7 @@ import (
 )
 
 // hostState is what the Cache knows about one registry host: its concurrency slots, its
-// circuit breaker and how long it asked to be left alone.
+// circuit breaker, how long it asked to be left alone, and its answer to the ping.
 type hostState struct {
 	host string
 	sem  chan struct{}
@@ -27,6 +27,61 @@ type hostState struct {
 	// once per opening.
 	openErr    *lookup.Error
 	openErrFor time.Time
+
+	// pings are the registry's answers to the ping, by the scheme of the reference that
+	// asked (which decides whether http is tried); gen is the generation they, and the
+	// transports built from them, belong to. Forgetting the answers moves gen on, which
+	// makes those transports stale.
+	pings map[string]*pingAnswer
+	gen   uint64
+}
+
+// pingAnswer returns the answer kept for references of scheme, or nil, and the current
+// generation.
+func (h *hostState) pingAnswer(scheme string) (*pingAnswer, uint64) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.pings[scheme], h.gen
+}
+
+// setPingAnswer keeps a, obtained in generation gen, unless the answers were forgotten
+// since (a ping in flight while the circuit opened must not bring its answer back) or
+// another ping's answer was kept first. It returns the answer kept, or a.
+func (h *hostState) setPingAnswer(scheme string, a *pingAnswer, gen uint64) *pingAnswer {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.gen != gen {
+		return a
+	}
+	if kept, ok := h.pings[scheme]; ok {
+		return kept
+	}
+	if h.pings == nil {
+		h.pings = make(map[string]*pingAnswer, 1)
+	}
+	h.pings[scheme] = a
+	return a
+}
+
+// forgetPingsLocked drops the ping answers and, by moving to generation gen, every
+// transport built from them. h.mu must be held.
+func (h *hostState) forgetPingsLocked(gen uint64) {
+	h.pings = nil
+	h.gen = gen
+}
+
+// unauthorized takes the WWW-Authenticate challenges of a 401 that ended a lookup and
+// forgets the ping answers that they show no longer hold, so that the next lookup pings
+// again.
+func (c *Cache) unauthorized(h *hostState, challenges []string) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for _, a := range h.pings {
+		if !a.heldBy(challenges) {
+			h.forgetPingsLocked(c.gens.Add(1))
+			return
+		}
+	}
 }
 
 // rejectOpen returns, without taking a half-open trial, the error for a lookup while the
@@ -59,7 +114,7 @@ func (c *Cache) host(host string) *hostState {
 	if hs, ok := c.hosts.Get(host); ok {
 		return hs
 	}
-	hs := &hostState{host: host, sem: make(chan struct{}, c.o.hostConcurrency)}
+	hs := &hostState{host: host, sem: make(chan struct{}, c.o.hostConcurrency), gen: c.gens.Add(1)}
 	c.hosts.Add(host, hs)
 	return hs
 }
@@ -146,6 +201,9 @@ func (c *Cache) record(ctx context.Context, h *hostState, le *lookup.Error, tria
 		h.lastFailure = le.Kind
 		if c.o.breakerFailures > 0 && h.failures >= c.o.breakerFailures {
 			h.openUntil = now.Add(c.o.breakerOpenFor)
+			// A registry that fails this often may come back changed (moved, behind
+			// other auth): the trial lookup pings again rather than trust the old answer.
+			h.forgetPingsLocked(c.gens.Add(1))
 			logf.FromContext(ctx).Info("registry circuit opened", "host", h.host,
 				"failures", h.failures, "last", le.Kind.String(), "until", h.openUntil)
 			circuitOpen.WithLabelValues(h.host).Set(1)

@@ -129,7 +129,7 @@ func WithNegativeTTL(d time.Duration) Option {
 }
 
 // WithMaxEntries bounds each of the Cache's LRUs (digest-addressed content, tag answers,
-// not-found answers, and the per-repository clients). The default is 10000; values below 1
+// not-found answers, and the registry transports). The default is 10000; values below 1
 // keep the default.
 func WithMaxEntries(n int) Option {
 	return func(o *options) { o.maxEntries = n }

@@ -3,6 +3,7 @@ package registrycache
 import (
 	"context"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -11,7 +12,8 @@ import (
 
 // meteredTransport sits under go-containerregistry's transports, so it sees every request
 // a lookup makes (pings, token exchanges, redirects, pages): it holds the host's
-// concurrency slot, counts, times, and notes Retry-After for the lookup.
+// concurrency slot, counts, times, and notes Retry-After and 401 challenges for the
+// lookup.
 type meteredTransport struct {
 	c    *Cache
 	base http.RoundTripper
@@ -41,11 +43,14 @@ func (t *meteredTransport) RoundTrip(req *http.Request) (*http.Response, error) 
 	code := "error"
 	if err == nil {
 		code = strconv.Itoa(resp.StatusCode)
-		if resp.StatusCode == http.StatusTooManyRequests {
-			if cs, ok := ctx.Value(callStateKey{}).(*callState); ok {
+		if cs, ok := ctx.Value(callStateKey{}).(*callState); ok {
+			switch resp.StatusCode {
+			case http.StatusTooManyRequests:
 				if d, ok := parseRetryAfter(resp.Header.Get("Retry-After"), t.c.o.now()); ok {
 					cs.setRetryAfter(d)
 				}
+			case http.StatusUnauthorized:
+				cs.setChallenges(resp.Header.Values("WWW-Authenticate"))
 			}
 		}
 	}
@@ -59,6 +64,9 @@ type callState struct {
 	mu         sync.Mutex
 	retryAfter time.Duration
 	hasRetry   bool
+	// challenges are the WWW-Authenticate values of the latest 401, which tell whether
+	// the registry still authenticates as its ping said.
+	challenges []string
 }
 
 type callStateKey struct{}
@@ -75,6 +83,18 @@ func (s *callState) getRetryAfter() (time.Duration, bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.retryAfter, s.hasRetry
+}
+
+func (s *callState) setChallenges(v []string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.challenges = slices.Clone(v)
+}
+
+func (s *callState) getChallenges() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.challenges
 }
 
 // parseRetryAfter reads a Retry-After header: delay-seconds or an HTTP date (RFC 9110
