@@ -120,6 +120,11 @@ func (c *Checker) Check(ctx context.Context, pol *policy.Policy, pod Pod) []Find
 			order = append(order, k)
 		}
 	}
+	if len(r.platforms) > 0 {
+		// A first look-up can then fetch the manifest instead of a HEAD: one round trip
+		// fewer for a new image, none for a multi-arch one's platforms.
+		ctx = lookup.WithPlatformsWanted(ctx)
+	}
 	// Images the cache answers are checked here, one after the other: a goroutine costs
 	// more than such a check. Those that need the registry are looked up in parallel.
 	cacheOnly := lookup.WithCacheOnly(ctx)

@@ -95,7 +95,9 @@ var faults = []struct {
 	install: func(_ *testing.T, r *testregistry.Registry) string {
 		r.SetMiddleware(func(next http.Handler) http.Handler {
 			return http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
-				if req.Method == http.MethodGet && strings.Contains(req.URL.Path, "/manifests/sha256:") {
+				// Every manifest GET: the first look-up of a tag fetches the manifest by tag
+				// when the platform check is on, the platform look-up by digest otherwise.
+				if req.Method == http.MethodGet && strings.Contains(req.URL.Path, "/manifests/") {
 					w.Header().Set("Content-Type", "application/vnd.oci.image.manifest.v1+json")
 					fmt.Fprint(w, `{"schemaVersion": 2, "config": {"digest": "not-a-digest"`)
 					return
