@@ -16,7 +16,7 @@ import (
 // object and then walks every byte of what it skips, through reflection: about a fifth of a
 // warm admission's CPU time. The object has already been validated by the AdmissionReview
 // decode, so this walks it once, compares keys as bytes, and hands only the few nested
-// values it keeps (node selector, node affinity) to encoding/json. Keys match exactly, as in
+// value it keeps whole (node affinity) to the API server's JSON decoder. Keys match exactly, as in
 // the API server's own decoding (sigs.k8s.io/json is case-sensitive); a repeated key
 // overwrites, as in encoding/json. A value of the wrong type in a field it reads is an
 // error, as it would be for encoding/json; the reference is tested in FuzzPullSpecScan.
@@ -329,12 +329,7 @@ func (s *scanner) pullSpec(p *pullSpec) error {
 		case "serviceAccountName":
 			return s.str(&p.ServiceAccountName)
 		case "nodeSelector":
-			raw, err := s.value()
-			if err != nil {
-				return err
-			}
-			// Into the same map, as encoding/json would with a repeated key.
-			return sigsjson.UnmarshalCaseSensitivePreserveInts(raw, &p.NodeSelector)
+			return s.stringMap(&p.NodeSelector)
 		case "affinity":
 			raw, err := s.value()
 			if err != nil {
@@ -343,6 +338,29 @@ func (s *scanner) pullSpec(p *pullSpec) error {
 			return sigsjson.UnmarshalCaseSensitivePreserveInts(raw, &p.Affinity)
 		}
 		return s.skip()
+	})
+}
+
+// stringMap reads an object of strings into m as encoding/json does: null makes m nil, a
+// null member is "", members are added to a map that exists.
+func (s *scanner) stringMap(m *map[string]string) error {
+	if s.null() {
+		*m = nil
+		return nil
+	}
+	if s.next() != '{' {
+		return s.errorf("want an object")
+	}
+	if *m == nil {
+		*m = map[string]string{}
+	}
+	return s.object(func(key []byte) error {
+		var v string
+		if err := s.str(&v); err != nil {
+			return err
+		}
+		(*m)[string(key)] = v
+		return nil
 	})
 }
 
