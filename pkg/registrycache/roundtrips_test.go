@@ -178,6 +178,13 @@ func TestRoundTrips(t *testing.T) {
 	const tagTTL = 5 * time.Minute
 	arm64 := v1.Platform{OS: "linux", Architecture: "arm64"}
 	amd64 := v1.Platform{OS: "linux", Architecture: "amd64"}
+	// secondRepositorySetup pushes two repositories and looks the first up, so that the
+	// registry has been pinged when the second is.
+	secondRepositorySetup := func(e *rtEnv) {
+		e.push("app:v1", imageFor(e.t, arm64))
+		e.push("other:v1", imageFor(e.t, amd64))
+		e.check("app:v1", hint, arm64)
+	}
 	for _, tc := range []struct {
 		desc     string
 		auth     registryAuth
@@ -214,34 +221,22 @@ func TestRoundTrips(t *testing.T) {
 		want:       roundTrips{Pings: 1, ManifestGETs: 1, BlobGETs: 1},
 		transports: 1,
 	}, {
-		desc: "second repository on an anonymous registry: no second ping",
-		setup: func(e *rtEnv) {
-			e.push("app:v1", imageFor(e.t, arm64))
-			e.push("other:v1", imageFor(e.t, amd64))
-			e.check("app:v1", hint, arm64)
-		},
+		desc:       "second repository on an anonymous registry: no second ping",
+		setup:      secondRepositorySetup,
 		run:        func(e *rtEnv) { e.check("other:v1", hint, amd64) },
 		want:       roundTrips{ManifestGETs: 1, BlobGETs: 1},
 		transports: 1,
 	}, {
-		desc: "second repository on a Basic registry: no second ping",
-		auth: basicRegistry,
-		setup: func(e *rtEnv) {
-			e.push("app:v1", imageFor(e.t, arm64))
-			e.push("other:v1", imageFor(e.t, amd64))
-			e.check("app:v1", hint, arm64)
-		},
+		desc:       "second repository on a Basic registry: no second ping",
+		auth:       basicRegistry,
+		setup:      secondRepositorySetup,
 		run:        func(e *rtEnv) { e.check("other:v1", hint, amd64) },
 		want:       roundTrips{ManifestGETs: 1, BlobGETs: 1},
 		transports: 1,
 	}, {
-		desc:     "second repository on an insecure (plain HTTP) registry: no second ping",
-		insecure: true,
-		setup: func(e *rtEnv) {
-			e.push("app:v1", imageFor(e.t, arm64))
-			e.push("other:v1", imageFor(e.t, amd64))
-			e.check("app:v1", hint, arm64)
-		},
+		desc:       "second repository on an insecure (plain HTTP) registry: no second ping",
+		insecure:   true,
+		setup:      secondRepositorySetup,
 		run:        func(e *rtEnv) { e.check("other:v1", hint, amd64) },
 		want:       roundTrips{ManifestGETs: 1, BlobGETs: 1},
 		transports: 1,
@@ -253,13 +248,9 @@ func TestRoundTrips(t *testing.T) {
 		want:       roundTrips{Pings: 1, Tokens: 1, ManifestGETs: 1, BlobGETs: 1},
 		transports: 1,
 	}, {
-		desc: "second repository on a Bearer registry: its own token, no second ping",
-		auth: bearerRegistry,
-		setup: func(e *rtEnv) {
-			e.push("app:v1", imageFor(e.t, arm64))
-			e.push("other:v1", imageFor(e.t, amd64))
-			e.check("app:v1", hint, arm64)
-		},
+		desc:       "second repository on a Bearer registry: its own token, no second ping",
+		auth:       bearerRegistry,
+		setup:      secondRepositorySetup,
 		run:        func(e *rtEnv) { e.check("other:v1", hint, amd64) },
 		want:       roundTrips{Tokens: 1, ManifestGETs: 1, BlobGETs: 1},
 		transports: 2,
