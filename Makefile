@@ -46,6 +46,7 @@ unit: ## Unit and integration tests with the race detector
 .PHONY: fuzz
 fuzz: ## A short run of every fuzz target
 	$(GO) test -run '^$$' -fuzz '^FuzzAdmissionReview$$' -fuzztime $(FUZZTIME) ./pkg/webhook/
+	$(GO) test -run '^$$' -fuzz '^FuzzPullSpecScan$$' -fuzztime $(FUZZTIME) ./pkg/webhook/
 	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME) ./pkg/policy/
 	$(GO) test -run '^$$' -fuzz '^FuzzImageReference$$' -fuzztime $(FUZZTIME) ./pkg/validate/
 
