@@ -153,7 +153,8 @@ func usableProblem(secret *corev1.Secret) *Problem {
 
 // keychains keeps the parsed docker config of each pull secret version, so that a warm
 // admission does not parse it again. Keyed by UID and resourceVersion: an update is parsed
-// afresh. Bounded.
+// afresh. Bounded: a deleted or rotated secret's credentials stay in memory until evicted,
+// as the informer's copy of a live secret does.
 var keychains = func() *lru.Cache[string, authn.Keychain] {
 	c, err := lru.New[string, authn.Keychain](4096)
 	if err != nil {
@@ -183,6 +184,8 @@ func keychainFor(ctx context.Context, secret *corev1.Secret) (authn.Keychain, er
 // memoKeychain remembers what a parsed pull secret answers for each repository: matching a
 // repository against the secret's entries parses every entry as a URL, and the same few
 // repositories are asked about on every admission.
+var _ authn.Keychain = (*memoKeychain)(nil)
+
 type memoKeychain struct {
 	keychain authn.Keychain
 	byRepo   *lru.Cache[string, authn.Authenticator] // bounded; safe for concurrent use

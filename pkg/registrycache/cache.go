@@ -166,7 +166,7 @@ func (c *Cache) Resolve(ctx context.Context, ref name.Reference, auth authn.Auth
 		// A GET only when its body saves Platforms a request: Docker Hub counts GETs, not
 		// HEADs, against its pull rate limit, and a HEAD's response is smaller.
 		var d lookup.Descriptor
-		if lookup.PlatformsWanted(ctx) && !c.platformsKept(ref, key, cred.id) {
+		if lookup.PlatformsWanted(ctx) && !countsManifestGETs(host) && !c.platformsKept(ref, key, cred.id) {
 			d, err = c.getManifest(ctx, p, ref, cred.id)
 		} else {
 			d, err = head(ctx, p, ref, host)
@@ -184,6 +184,18 @@ func (c *Cache) Resolve(ctx context.Context, ref name.Reference, auth authn.Auth
 		return lookup.Descriptor{}, err
 	}
 	return v.(lookup.Descriptor), nil
+}
+
+// countsManifestGETs reports whether host is Docker Hub, which counts every manifest GET
+// (and no HEAD) against its pull rate limit. There a first look-up stays a HEAD: a tag that
+// is another name for a digest already known (nginx:1.27 and nginx:stable) then costs no
+// counted pull, at the price of one more round trip for a digest not seen before.
+func countsManifestGETs(host string) bool {
+	switch host {
+	case name.DefaultRegistry, "docker.io", "registry-1.docker.io":
+		return true
+	}
+	return false
 }
 
 // platformsKept reports whether Platforms has (or needs only the config blob for) the
@@ -518,7 +530,7 @@ func (c *Cache) guarded(ctx context.Context, host string, ep endpoint, fetch fun
 			le.RetryAfter = d
 		}
 		if le.Kind == lookup.KindUnauthorized {
-			c.unauthorized(hs, cs.getChallenges())
+			c.unauthorized(hs, cs.getChallenges(host))
 		}
 	}
 	c.record(ctx, hs, le, trial)

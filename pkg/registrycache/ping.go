@@ -47,14 +47,11 @@ type pingAnswer struct {
 func (a *pingAnswer) bearer() bool { return strings.EqualFold(a.challenge.Scheme, "bearer") }
 
 // heldBy reports whether the ping answer still describes a registry that refused a
-// request with these WWW-Authenticate challenges. A registry that pinged as anonymous and
-// now refuses, or that challenged Basic and now challenges otherwise, changed its
-// authentication: transports built from the old answer would keep failing. Bearer
-// transports renegotiate on a 401 by themselves, so a 401 there is an answer.
+// request with these WWW-Authenticate challenges (the registry's own, not its token
+// server's). A registry that pinged as anonymous and now refuses, or that now challenges
+// with another scheme than the ping's (Basic, Bearer), changed its authentication:
+// transports built from the old answer would keep failing.
 func (a *pingAnswer) heldBy(challenges []string) bool {
-	if a.bearer() {
-		return true
-	}
 	if a.status == http.StatusOK {
 		return false
 	}

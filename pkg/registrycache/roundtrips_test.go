@@ -453,6 +453,25 @@ func TestPingAnswerLifetime(t *testing.T) {
 		},
 		wantPings: 2,
 	}, {
+		desc: "a 401 with another scheme than a Bearer ping's drops it",
+		run: func(t *testing.T, reg *testRegistry, c *Cache, _ *fakeClock, d v1.Hash) {
+			bearer, basic := reg.bearerAuth(), basicAuth("alice", "s3cret-A-pw")
+			reg.setFault(bearer)
+			resolveWantAs(t, c, reg.ref(t, "app:v1"), alice, d)
+			// The registry now wants Basic; its old token server still hands out tokens.
+			reg.setFault(func(w http.ResponseWriter, req *http.Request) bool {
+				if req.URL.Path == "/token" {
+					return bearer(w, req)
+				}
+				return basic(w, req)
+			})
+			if _, err := c.Resolve(t.Context(), reg.ref(t, "app:v2"), alice); lookup.KindOf(err) != lookup.KindUnauthorized {
+				t.Fatalf("Resolve() error = %v, want unauthorized", err)
+			}
+			resolveWantAs(t, c, reg.ref(t, "app:v2"), alice, d)
+		},
+		wantPings: 2,
+	}, {
 		desc: "a 401 with the Basic challenge the ping had keeps it: the credentials are wrong, not the answer",
 		run: func(t *testing.T, reg *testRegistry, c *Cache, _ *fakeClock, d v1.Hash) {
 			reg.setFault(basicAuth("alice", "s3cret-A-pw"))
@@ -638,5 +657,21 @@ func TestTLSLoopbackRegistrySharesPing(t *testing.T) {
 	defer mu.Unlock()
 	if diff := cmp.Diff(wantSeen, seen); diff != "" {
 		t.Errorf("requests over TLS (-want +got):\n%s", diff)
+	}
+}
+
+// Docker Hub counts manifest GETs, not HEADs, against its pull limit: it keeps HEAD first.
+func TestCountsManifestGETs(t *testing.T) {
+	for host, want := range map[string]bool{
+		"index.docker.io":      true,
+		"docker.io":            true,
+		"registry-1.docker.io": true,
+		"ghcr.io":              false,
+		"mirror.gcr.io":        false,
+		"127.0.0.1:5000":       false,
+	} {
+		if got := countsManifestGETs(host); got != want {
+			t.Errorf("countsManifestGETs(%q) = %v, want %v", host, got, want)
+		}
 	}
 }

@@ -50,7 +50,7 @@ func (t *meteredTransport) RoundTrip(req *http.Request) (*http.Response, error) 
 					cs.setRetryAfter(d)
 				}
 			case http.StatusUnauthorized:
-				cs.setChallenges(resp.Header.Values("WWW-Authenticate"))
+				cs.setChallenges(host, resp.Header.Values("WWW-Authenticate"))
 			}
 		}
 	}
@@ -64,9 +64,10 @@ type callState struct {
 	mu         sync.Mutex
 	retryAfter time.Duration
 	hasRetry   bool
-	// challenges are the WWW-Authenticate values of the latest 401, which tell whether
-	// the registry still authenticates as its ping said.
-	challenges []string
+	// challenges are the WWW-Authenticate values of the latest 401 of each host, which
+	// tell whether the registry still authenticates as its ping said. By host: a Bearer
+	// registry's token server is another host, whose 401 says nothing about the registry.
+	challenges map[string][]string
 }
 
 type callStateKey struct{}
@@ -85,16 +86,19 @@ func (s *callState) getRetryAfter() (time.Duration, bool) {
 	return s.retryAfter, s.hasRetry
 }
 
-func (s *callState) setChallenges(v []string) {
+func (s *callState) setChallenges(host string, v []string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.challenges = slices.Clone(v)
+	if s.challenges == nil {
+		s.challenges = make(map[string][]string, 1)
+	}
+	s.challenges[host] = slices.Clone(v)
 }
 
-func (s *callState) getChallenges() []string {
+func (s *callState) getChallenges(host string) []string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.challenges
+	return s.challenges[host]
 }
 
 // parseRetryAfter reads a Retry-After header: delay-seconds or an HTTP date (RFC 9110
