@@ -15,11 +15,12 @@ import (
 // encoding/json, even into a struct holding only the pull fields, first validates the whole
 // object and then walks every byte of what it skips, through reflection: about a fifth of a
 // warm admission's CPU time. The object has already been validated by the AdmissionReview
-// decode, so this walks it once, compares keys as bytes, and hands only the few nested
-// value it keeps whole (node affinity) to the API server's JSON decoder. Keys match exactly, as in
-// the API server's own decoding (sigs.k8s.io/json is case-sensitive); a repeated key
-// overwrites, as in encoding/json. A value of the wrong type in a field it reads is an
-// error, as it would be for encoding/json; the reference is tested in FuzzPullSpecScan.
+// decode, so this walks it once, compares keys as bytes, and hands only the one nested value
+// it keeps whole (node affinity) to the API server's JSON decoder. It decodes as that
+// decoder (sigs.k8s.io/json) does: keys match case-sensitively; a repeated key decodes into
+// what the earlier one left (strings are replaced, maps and arrays of objects merged, see
+// scanObjects); a value of the wrong type in a field it reads is an error. FuzzPullSpecScan
+// compares the two.
 
 var errSyntax = errors.New("malformed JSON")
 
@@ -309,23 +310,12 @@ func (s *scanner) pullSpec(p *pullSpec) error {
 		case "ephemeralContainers":
 			return s.containers(&p.EphemeralContainers)
 		case "imagePullSecrets":
-			var refs []corev1.LocalObjectReference
-			ok, err := s.array(func() error {
-				var ref corev1.LocalObjectReference
-				err := s.object(func(key []byte) error {
-					if string(key) == "name" {
-						return s.str(&ref.Name)
-					}
-					return s.skip()
-				})
-				refs = append(refs, ref)
-				return err
+			return scanObjects(s, &p.ImagePullSecrets, func(ref *corev1.LocalObjectReference, key []byte) error {
+				if string(key) == "name" {
+					return s.str(&ref.Name)
+				}
+				return s.skip()
 			})
-			if ok && refs == nil {
-				refs = []corev1.LocalObjectReference{}
-			}
-			p.ImagePullSecrets = refs
-			return err
 		case "serviceAccountName":
 			return s.str(&p.ServiceAccountName)
 		case "nodeSelector":
@@ -365,25 +355,40 @@ func (s *scanner) stringMap(m *map[string]string) error {
 }
 
 func (s *scanner) containers(into *[]pullContainer) error {
-	var out []pullContainer
+	return scanObjects(s, into, func(c *pullContainer, key []byte) error {
+		switch string(key) {
+		case "name":
+			return s.str(&c.Name)
+		case "image":
+			return s.str(&c.Image)
+		case "imagePullPolicy":
+			return s.str((*string)(&c.ImagePullPolicy))
+		}
+		return s.skip()
+	})
+}
+
+// scanObjects reads an array of objects into *into as encoding/json does, repeated keys
+// included: the elements are decoded into the slice's backing array, so element i starts as
+// whatever an earlier occurrence of the key left there (a field the repeat leaves out keeps
+// its value, a null element leaves it whole), and null makes the slice nil.
+func scanObjects[T any](s *scanner, into *[]T, field func(elem *T, key []byte) error) error {
+	prev := *into
+	out := prev[:0]
 	ok, err := s.array(func() error {
-		var c pullContainer
-		err := s.object(func(key []byte) error {
-			switch string(key) {
-			case "name":
-				return s.str(&c.Name)
-			case "image":
-				return s.str(&c.Image)
-			case "imagePullPolicy":
-				return s.str((*string)(&c.ImagePullPolicy))
-			}
-			return s.skip()
-		})
-		out = append(out, c)
+		var elem T
+		if i := len(out); i < cap(prev) {
+			elem = prev[:cap(prev)][i]
+		}
+		err := s.object(func(key []byte) error { return field(&elem, key) })
+		out = append(out, elem)
 		return err
 	})
-	if ok && out == nil {
-		out = []pullContainer{}
+	switch {
+	case !ok:
+		out = nil
+	case out == nil:
+		out = []T{}
 	}
 	*into = out
 	return err
