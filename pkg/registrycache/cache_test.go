@@ -154,13 +154,7 @@ func TestCacheLifetimes(t *testing.T) {
 
 func resolveWant(t *testing.T, c *Cache, ref name.Reference, want v1.Hash) {
 	t.Helper()
-	got, err := c.Resolve(t.Context(), ref, nil)
-	if err != nil {
-		t.Fatalf("Resolve(%s) error = %v", ref, err)
-	}
-	if got.Digest != want {
-		t.Fatalf("Resolve(%s) = %s, want %s", ref, got.Digest, want)
-	}
+	resolveWantAs(t, c, ref, nil, want)
 }
 
 // Failures are not answers: the next lookup must ask the registry again.
