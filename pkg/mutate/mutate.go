@@ -101,6 +101,10 @@ func (m *Mutator) Mutate(ctx context.Context, pol *policy.Policy, namespace stri
 	if m.NodePlatforms != nil {
 		r.needed = validate.SchedulablePlatforms(m.NodePlatforms(), &pod.Spec)
 	}
+	if len(r.needed) > 0 {
+		// A mirror's platforms are read after its look-up: let the look-up fetch the body.
+		ctx = lookup.WithPlatformsWanted(ctx)
+	}
 	before := make(map[string]string)
 	for _, s := range r.slots() {
 		before[s.name] = *s.image

@@ -266,7 +266,9 @@ func TestMirrorRewrite(t *testing.T) {
 				orig := f.origin.Ref("app", ":v1")
 				return pod(containers(orig)), want{
 					view:     podView{Images: map[string]string{"c0": orig}},
-					warnings: []string{f.mirror.Host + "/origin: manifest unknown"},
+					// The look-up is a GET (the nodes' platforms are needed), whose body
+					// tells a missing repository from a missing tag.
+					warnings: []string{f.mirror.Host + "/origin: repository unknown"},
 				}
 			},
 		},
