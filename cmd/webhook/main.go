@@ -204,14 +204,14 @@ func run(ctx context.Context, cfg config) error {
 		// The zero key when the policy comes from a file: no ConfigMap is guarded.
 		PolicyConfigMap: policyKey,
 	}
-	mgr.GetWebhookServer().Register(pgwebhook.ValidatePath, &admission.Webhook{Handler: validator})
+	mgr.GetWebhookServer().Register(pgwebhook.ValidatePath, &admission.Webhook{Handler: validator, LogConstructor: pgwebhook.RequestLogger})
 	mutator := &pgwebhook.Mutator{
 		Mutations: &mutate.Mutator{Registry: registries, Reader: mgr.GetClient(), NodePlatforms: platforms.Get},
 		Policy:    store,
 		Reader:    mgr.GetClient(),
 	}
 	// Served always; it changes nothing unless the policy's mutations.enabled is true.
-	mgr.GetWebhookServer().Register(pgwebhook.MutatePath, &admission.Webhook{Handler: mutator})
+	mgr.GetWebhookServer().Register(pgwebhook.MutatePath, &admission.Webhook{Handler: mutator, LogConstructor: pgwebhook.RequestLogger})
 
 	if err := mgr.AddHealthzCheck("healthz", healthz.Ping); err != nil {
 		return fmt.Errorf("adding health check: %w", err)

@@ -68,7 +68,7 @@ func main() {
 	flag.Float64Var(&s.MaxLoad, "max-load", 0, "wait (up to 10 minutes) until the 1-minute load average is below this before starting; 0 does not wait")
 	flag.StringVar(&s.Only, "only", "", "comma-separated scenarios to run (baseline and warm always run): cold, burst, latency, burst-latency, hang")
 	flag.BoolVar(&s.Keep, "keep", false, "keep the work directory (logs of every process)")
-	flag.StringVar(&s.CPUProfile, "cpuprofile", "", "directory to write CPU profiles of the baseline and of pullgate to, taken during the first round at -concurrency (go tool pprof -top DIR/pullgate-warm.pprof)")
+	flag.StringVar(&s.CPUProfile, "cpuprofile", "", "directory to write CPU profiles of the baseline and of pullgate to, taken during the first round at -concurrency, and their allocation profiles after it (go tool pprof -top DIR/pullgate-warm.pprof; -sample_index=alloc_space DIR/pullgate-allocs.pprof)")
 	flag.Parse()
 	if s.Markdown == "" {
 		s.Markdown = strings.TrimSuffix(s.Out, filepath.Ext(s.Out)) + ".md"

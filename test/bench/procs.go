@@ -126,10 +126,16 @@ func (p *webhookProc) Stop() {
 
 // cpuProfile records the process's CPU profile for d into file.
 func (p *webhookProc) cpuProfile(ctx context.Context, d time.Duration, file string) error {
+	return p.profile(ctx, fmt.Sprintf("profile?seconds=%d", max(1, int(d.Seconds()))), file)
+}
+
+// profile saves the pprof profile at path under /debug/pprof/ (profile?seconds=N, allocs)
+// into file.
+func (p *webhookProc) profile(ctx context.Context, path, file string) error {
 	if p.pprofURL == "" {
 		return fmt.Errorf("%s serves no pprof endpoint", p.name)
 	}
-	url := fmt.Sprintf("%sprofile?seconds=%d", p.pprofURL, max(1, int(d.Seconds())))
+	url := p.pprofURL + path
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
 		return err

@@ -359,6 +359,11 @@ func (b *bench) runAll(ctx context.Context) (*report, error) {
 				if perr := <-profiled; perr != nil {
 					fmt.Println("cpu profile:", perr)
 				}
+				// Allocations since the process started, nearly all of them warm admissions.
+				file := filepath.Join(b.s.CPUProfile, step.proc.name+"-allocs.pprof")
+				if perr := step.proc.profile(ctx, "allocs", file); perr != nil {
+					fmt.Println("allocs profile:", perr)
+				}
 			}
 			if err != nil {
 				pg.Stop()
