@@ -265,7 +265,7 @@ func TestMirrorRewrite(t *testing.T) {
 				pol.Mutations.Mirrors = []policy.MirrorRule{{Registry: f.origin.Host, Mirrors: []string{f.mirror.Host + "/origin"}}}
 				orig := f.origin.Ref("app", ":v1")
 				return pod(containers(orig)), want{
-					view:     podView{Images: map[string]string{"c0": orig}},
+					view: podView{Images: map[string]string{"c0": orig}},
 					// The look-up is a GET (the nodes' platforms are needed), whose body
 					// tells a missing repository from a missing tag.
 					warnings: []string{f.mirror.Host + "/origin: repository unknown"},
