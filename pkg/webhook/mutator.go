@@ -56,8 +56,8 @@ func (m *Mutator) handle(ctx context.Context, req admission.Request) admission.R
 	if !pol.Mutations.Enabled || pol.NamespaceExempt(req.Namespace) {
 		return admission.Allowed("")
 	}
-	// admission.Webhook has already put the object, resource, user and request ID on the
-	// context's logger; adding them again cost every admission a logger copy.
+	// The context's logger already carries the namespace, name, resource, user and request
+	// ID (RequestLogger); adding them again cost every admission a logger copy.
 	log := logf.FromContext(ctx)
 
 	// Decoded as the API server decodes (field names match case-sensitively), so the patch's

@@ -48,8 +48,8 @@ func (v *Validator) Handle(ctx context.Context, req admission.Request) admission
 }
 
 func (v *Validator) handle(ctx context.Context, req admission.Request) admission.Response {
-	// admission.Webhook has already put the object, resource, user and request ID on the
-	// context's logger; adding them again cost every admission a logger copy.
+	// The context's logger already carries the namespace, name, resource, user and request
+	// ID (RequestLogger); adding them again cost every admission a logger copy.
 	log := logf.FromContext(ctx)
 	kind := req.Kind.Kind
 	pol := v.Policy.Load()
