@@ -307,35 +307,17 @@ func TestErrorClassification(t *testing.T) {
 func TestSingleflight(t *testing.T) {
 	reg := newTestRegistry(t)
 	d := reg.pushImage(t, "app:v1", nil)
-	// Slow answers, so that all callers arrive while the lookup is in flight.
-	reg.setFault(func(w http.ResponseWriter, r *http.Request) bool {
-		time.Sleep(100 * time.Millisecond)
-		return false
-	})
+	slowAnswers(reg)
 	c := newTestCache(t)
 
 	const callers = 200
-	var wg sync.WaitGroup
-	start := make(chan struct{})
-	errs := make(chan error, callers)
-	for range callers {
-		wg.Go(func() {
-			<-start
-			got, err := c.Resolve(t.Context(), reg.ref(t, "app:v1"), nil)
-			if err == nil && got.Digest != d {
-				err = fmt.Errorf("got digest %s, want %s", got.Digest, d)
-			}
-			errs <- err
-		})
-	}
-	close(start)
-	wg.Wait()
-	close(errs)
-	for err := range errs {
-		if err != nil {
-			t.Fatal(err)
+	concurrently(t, callers, func() error {
+		got, err := c.Resolve(t.Context(), reg.ref(t, "app:v1"), nil)
+		if err == nil && got.Digest != d {
+			err = fmt.Errorf("got digest %s, want %s", got.Digest, d)
 		}
-	}
+		return err
+	})
 	if n := reg.count(http.MethodHead, "/manifests/"); n != 1 {
 		t.Errorf("registry saw %d manifest HEADs for %d concurrent lookups, want 1", n, callers)
 	}

@@ -323,3 +323,34 @@ func reset(match func(*http.Request) bool) fault {
 }
 
 func always(*http.Request) bool { return true }
+
+// slowAnswers makes every answer of reg take 100 ms, so that concurrent callers all arrive
+// while the first look-up is in flight.
+func slowAnswers(reg *testRegistry) {
+	reg.setFault(func(w http.ResponseWriter, r *http.Request) bool {
+		time.Sleep(100 * time.Millisecond)
+		return false
+	})
+}
+
+// concurrently runs fn from n goroutines released at once and fails t on the first error.
+func concurrently(t *testing.T, n int, fn func() error) {
+	t.Helper()
+	var wg sync.WaitGroup
+	start := make(chan struct{})
+	errs := make(chan error, n)
+	for range n {
+		wg.Go(func() {
+			<-start
+			errs <- fn()
+		})
+	}
+	close(start)
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+}

@@ -519,42 +519,23 @@ func TestConcurrentFirstLookupWithHint(t *testing.T) {
 	reg := newTestRegistry(t)
 	want := v1.Platform{OS: "linux", Architecture: "arm64"}
 	reg.pushImage(t, "app:v1", imageFor(t, want))
-	// Slow answers, so that all callers arrive while the lookups are in flight.
-	reg.setFault(func(w http.ResponseWriter, r *http.Request) bool {
-		time.Sleep(100 * time.Millisecond)
-		return false
-	})
+	slowAnswers(reg)
 	c := newTestCache(t)
 
 	const callers = 200
-	var wg sync.WaitGroup
-	start := make(chan struct{})
-	errs := make(chan error, callers)
-	for range callers {
-		wg.Go(func() {
-			<-start
-			ctx := lookup.WithPlatformsWanted(t.Context())
-			ref := reg.ref(t, "app:v1")
-			d, err := c.Resolve(ctx, ref, nil)
-			if err != nil {
-				errs <- err
-				return
-			}
-			got, err := c.Platforms(ctx, ref.Context().Digest(d.Digest.String()), nil)
-			if err == nil && !cmp.Equal(got, []v1.Platform{want}) {
-				err = fmt.Errorf("Platforms() = %v, want %v", got, want)
-			}
-			errs <- err
-		})
-	}
-	close(start)
-	wg.Wait()
-	close(errs)
-	for err := range errs {
+	concurrently(t, callers, func() error {
+		ctx := lookup.WithPlatformsWanted(t.Context())
+		ref := reg.ref(t, "app:v1")
+		d, err := c.Resolve(ctx, ref, nil)
 		if err != nil {
-			t.Fatal(err)
+			return err
 		}
-	}
+		got, err := c.Platforms(ctx, ref.Context().Digest(d.Digest.String()), nil)
+		if err == nil && !cmp.Equal(got, []v1.Platform{want}) {
+			err = fmt.Errorf("Platforms() = %v, want %v", got, want)
+		}
+		return err
+	})
 	if diff := cmp.Diff(roundTrips{Pings: 1, ManifestGETs: 1, BlobGETs: 1}, reg.roundTrips()); diff != "" {
 		t.Errorf("requests for %d concurrent lookups (-want +got):\n%s", callers, diff)
 	}
