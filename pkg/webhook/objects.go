@@ -23,21 +23,29 @@ func podSpecOf(gvk metav1.GroupVersionKind, raw []byte) (spec *corev1.PodSpec, o
 	return p.podSpec(), true, nil
 }
 
+// Where the pod spec is in an object: a Pod's own, a workload's template, a CronJob's job
+// template's template.
+var (
+	podSpecPath      = []string{"spec"}
+	templateSpecPath = []string{"spec", "template", "spec"}
+	cronJobSpecPath  = []string{"spec", "jobTemplate", "spec", "template", "spec"}
+)
+
 // specPath is where the pod spec is in an object of gvk; nil for kinds pullgate does not
 // check.
 func specPath(gvk metav1.GroupVersionKind) []string {
 	switch gvk {
 	case metav1.GroupVersionKind{Version: "v1", Kind: "Pod"}:
-		return []string{"spec"}
+		return podSpecPath
 	case metav1.GroupVersionKind{Version: "v1", Kind: "ReplicationController"},
 		metav1.GroupVersionKind{Group: "apps", Version: "v1", Kind: "Deployment"},
 		metav1.GroupVersionKind{Group: "apps", Version: "v1", Kind: "StatefulSet"},
 		metav1.GroupVersionKind{Group: "apps", Version: "v1", Kind: "DaemonSet"},
 		metav1.GroupVersionKind{Group: "apps", Version: "v1", Kind: "ReplicaSet"},
 		metav1.GroupVersionKind{Group: "batch", Version: "v1", Kind: "Job"}:
-		return []string{"spec", "template", "spec"}
+		return templateSpecPath
 	case metav1.GroupVersionKind{Group: "batch", Version: "v1", Kind: "CronJob"}:
-		return []string{"spec", "jobTemplate", "spec", "template", "spec"}
+		return cronJobSpecPath
 	}
 	return nil
 }
