@@ -1,9 +1,11 @@
 package registrycache
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"log"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
@@ -654,5 +656,85 @@ func TestCountsManifestGETs(t *testing.T) {
 		if got := countsManifestGETs(host); got != want {
 			t.Errorf("countsManifestGETs(%q) = %v, want %v", host, got, want)
 		}
+	}
+}
+
+// On Docker Hub a first look-up stays a HEAD even when the platforms are wanted: the
+// platforms then cost a GET by digest, as before, but a tag naming a digest already known
+// costs no counted pull. The test registry stands in for index.docker.io over TLS.
+func TestDockerHubStaysOnHead(t *testing.T) {
+	var (
+		mu   sync.Mutex
+		seen []string
+	)
+	backend := registry.New(registry.Logger(log.New(io.Discard, "", 0)))
+	srv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		seen = append(seen, r.Method+" "+r.URL.Path)
+		mu.Unlock()
+		backend.ServeHTTP(w, r)
+	}))
+	t.Cleanup(srv.Close)
+	want := v1.Platform{OS: "linux", Architecture: "arm64"}
+	img := imageFor(t, want)
+	local, err := name.ParseReference(strings.TrimPrefix(srv.URL, "https://") + "/library/app:v1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := remote.Write(local, img, remote.WithTransport(srv.Client().Transport)); err != nil {
+		t.Fatal(err)
+	}
+	digest, err := img.Digest()
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	// Every connection goes to the test server, whose certificate names 127.0.0.1.
+	tr := srv.Client().Transport.(*http.Transport).Clone()
+	tr.TLSClientConfig.InsecureSkipVerify = true
+	tr.DialContext = func(ctx context.Context, network, _ string) (net.Conn, error) {
+		return (&net.Dialer{}).DialContext(ctx, network, srv.Listener.Addr().String())
+	}
+	c := newTestCache(t, WithTransport(tr),
+		withResolver(map[string][]netip.Addr{name.DefaultRegistry: {netip.MustParseAddr("127.0.0.1")}}))
+	mu.Lock()
+	seen = nil
+	mu.Unlock()
+
+	ctx := lookup.WithPlatformsWanted(t.Context())
+	for _, image := range []string{"app:v1", "docker.io/library/app:v1"} {
+		ref, err := name.ParseReference(image)
+		if err != nil {
+			t.Fatal(err)
+		}
+		d, err := c.Resolve(ctx, ref, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if d.Digest != digest {
+			t.Fatalf("Resolve(%s) = %s, want %s", image, d.Digest, digest)
+		}
+		got, err := c.Platforms(ctx, ref.Context().Digest(d.Digest.String()), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if diff := cmp.Diff([]v1.Platform{want}, got); diff != "" {
+			t.Errorf("Platforms(%s) (-want +got):\n%s", image, diff)
+		}
+	}
+	config, err := img.ConfigName()
+	if err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	wantSeen := []string{
+		"GET /v2/",
+		"HEAD /v2/library/app/manifests/v1",
+		"GET /v2/library/app/manifests/" + digest.String(),
+		"GET /v2/library/app/blobs/" + config.String(),
+	}
+	if diff := cmp.Diff(wantSeen, seen); diff != "" {
+		t.Errorf("requests to Docker Hub (-want +got):\n%s", diff)
 	}
 }
