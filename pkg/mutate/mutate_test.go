@@ -1,7 +1,6 @@
 package mutate
 
 import (
-	"encoding/base64"
 	"encoding/json"
 	"net/http"
 	"strings"
@@ -42,14 +41,7 @@ type fixture struct {
 }
 
 func dockerSecret(name, host, user, pass string) *corev1.Secret {
-	cfg, _ := json.Marshal(map[string]any{"auths": map[string]any{host: map[string]string{
-		"auth": base64.StdEncoding.EncodeToString([]byte(user + ":" + pass)),
-	}}})
-	return &corev1.Secret{
-		ObjectMeta: metav1.ObjectMeta{Namespace: testNS, Name: name},
-		Type:       corev1.SecretTypeDockerConfigJson,
-		Data:       map[string][]byte{corev1.DockerConfigJsonKey: cfg},
-	}
+	return testregistry.PullSecret(testNS, name, host, user, pass)
 }
 
 func newFixture(t *testing.T) *fixture {

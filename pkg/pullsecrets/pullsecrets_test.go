@@ -11,14 +11,14 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client/fake"
+
+	"github.com/pullgate/pullgate/internal/testregistry"
 )
 
 const ns = "apps"
 
 func dockerSecret(name, host string) *corev1.Secret {
-	cfg, _ := json.Marshal(map[string]any{"auths": map[string]any{host: map[string]string{"username": "u", "password": "p"}}})
-	return &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
-		Type: corev1.SecretTypeDockerConfigJson, Data: map[string][]byte{corev1.DockerConfigJsonKey: cfg}}
+	return testregistry.PullSecret(ns, name, host, "u", "p")
 }
 
 func refs(names ...string) []corev1.LocalObjectReference {

@@ -2,8 +2,6 @@ package validate_test
 
 import (
 	"context"
-	"encoding/base64"
-	"encoding/json"
 	"syscall"
 	"testing"
 	"time"
@@ -13,7 +11,6 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/types"
 	corev1 "k8s.io/api/core/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client/fake"
 
 	"github.com/pullgate/pullgate/internal/testregistry"
@@ -57,14 +54,9 @@ func benchPolicy() *policy.Policy {
 // benchKeyring is the pod's keyring: one dockerconfigjson secret with an entry for host.
 func benchKeyring(b *testing.B, spec *corev1.PodSpec, host string) *pullsecrets.Keyring {
 	b.Helper()
-	cfg, _ := json.Marshal(map[string]any{"auths": map[string]any{host: map[string]string{
-		"auth": base64.StdEncoding.EncodeToString([]byte("bench:bench-password")),
-	}}})
-	reader := fake.NewClientBuilder().WithObjects(&corev1.Secret{
-		ObjectMeta: metav1.ObjectMeta{Namespace: "bench", Name: "regcred"},
-		Type:       corev1.SecretTypeDockerConfigJson,
-		Data:       map[string][]byte{corev1.DockerConfigJsonKey: cfg},
-	}).Build()
+	reader := fake.NewClientBuilder().WithObjects(
+		testregistry.PullSecret("bench", "regcred", host, "bench", "bench-password"),
+	).Build()
 	kr, err := pullsecrets.ForPod(b.Context(), reader, "bench", spec)
 	if err != nil {
 		b.Fatal(err)

@@ -1,8 +1,6 @@
 package validate_test
 
 import (
-	"encoding/base64"
-	"encoding/json"
 	"fmt"
 	"net/http"
 	"strings"
@@ -34,15 +32,7 @@ type fixture struct {
 }
 
 func dockerConfigSecret(name, host, user, pass string) *corev1.Secret {
-	cfg, _ := json.Marshal(map[string]any{"auths": map[string]any{host: map[string]string{
-		"username": user, "password": pass,
-		"auth": base64.StdEncoding.EncodeToString([]byte(user + ":" + pass)),
-	}}})
-	return &corev1.Secret{
-		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
-		Type:       corev1.SecretTypeDockerConfigJson,
-		Data:       map[string][]byte{corev1.DockerConfigJsonKey: cfg},
-	}
+	return testregistry.PullSecret(ns, name, host, user, pass)
 }
 
 func newFixture(t *testing.T) *fixture {

@@ -3,7 +3,6 @@ package webhook_test
 import (
 	"bytes"
 	"context"
-	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"net/http"
@@ -83,17 +82,12 @@ func benchSetup(b *testing.B, hungApp bool) (*webhook.Validator, admission.Reque
 	shipper := reg.PushImage(b, "bench/log-shipper", "3.2.1", "linux", "amd64")
 	reg.PushIndex(b, "bench/envoy", "1.31", "linux/amd64", "linux/arm64")
 
-	cfg, _ := json.Marshal(map[string]any{"auths": map[string]any{reg.Host: map[string]string{
-		"auth": base64.StdEncoding.EncodeToString([]byte("bench:bench-password")),
-	}}})
+	secret := testregistry.PullSecret("bench", "regcred", reg.Host, "bench", "bench-password")
+	secret.UID, secret.ResourceVersion = "7e0f7a9c-1d2b-4c3d-8e4f-5a6b7c8d9e0f", "4711"
 	reader := cacheReader{}.add(
 		&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "bench", ResourceVersion: "12", Labels: map[string]string{"kubernetes.io/metadata.name": "bench"}}},
 		&corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: "bench", Name: "default", ResourceVersion: "13"}},
-		&corev1.Secret{
-			ObjectMeta: metav1.ObjectMeta{Namespace: "bench", Name: "regcred", UID: "7e0f7a9c-1d2b-4c3d-8e4f-5a6b7c8d9e0f", ResourceVersion: "4711"},
-			Type:       corev1.SecretTypeDockerConfigJson,
-			Data:       map[string][]byte{corev1.DockerConfigJsonKey: cfg},
-		},
+		secret,
 	)
 	pol := policy.Default()
 	pol.Registries.AllowLoopback = true

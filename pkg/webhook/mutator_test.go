@@ -3,7 +3,6 @@ package webhook
 import (
 	"bytes"
 	"context"
-	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -57,16 +56,12 @@ func newMutWorld(t *testing.T) *mutWorld {
 	w.mirrorDigest = w.mirror.PushImage(t, "origin/app", "v1", "linux", "amd64").String()
 	w.toolDigest = w.private.PushImage(t, "tool", "v1", "linux", "amd64").String()
 
-	cfg, _ := json.Marshal(map[string]any{"auths": map[string]any{w.private.Host: map[string]string{
-		"auth": base64.StdEncoding.EncodeToString([]byte("puller:hunter2")),
-	}}})
 	w.objects = []client.Object{
 		&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: testNS}},
 		&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "infra"}},
 		&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "quiet", Labels: map[string]string{"pullgate.io/mode": "off"}}},
 		&corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: testNS, Name: "default"}},
-		&corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: testNS, Name: "regcred"},
-			Type: corev1.SecretTypeDockerConfigJson, Data: map[string][]byte{corev1.DockerConfigJsonKey: cfg}},
+		testregistry.PullSecret(testNS, "regcred", w.private.Host, "puller", "hunter2"),
 	}
 	return w
 }
@@ -431,13 +426,9 @@ func FuzzMutatorAdmissionReview(f *testing.F) {
 		PullSecrets: []policy.PullSecretRule{{Registry: "mirror.example.com", SecretName: "regcred"}},
 		PinDigests:  true,
 	}
-	cfg, _ := json.Marshal(map[string]any{"auths": map[string]any{"mirror.example.com": map[string]string{
-		"auth": base64.StdEncoding.EncodeToString([]byte("u:p")),
-	}}})
 	reader := fake.NewClientBuilder().WithObjects(
 		&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "a"}},
-		&corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: "a", Name: "regcred"},
-			Type: corev1.SecretTypeDockerConfigJson, Data: map[string][]byte{corev1.DockerConfigJsonKey: cfg}},
+		testregistry.PullSecret("a", "regcred", "mirror.example.com", "u", "p"),
 	).Build()
 	hook := &admission.Webhook{Handler: &Mutator{
 		Mutations: &mutate.Mutator{Registry: everythingRegistry{}, Reader: reader, NodePlatforms: func() []validate.Platform {

@@ -1,7 +1,6 @@
 package webhook
 
 import (
-	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -56,11 +55,7 @@ func newWorld(t *testing.T) *world {
 	w.broken.SetFault(func(rw http.ResponseWriter, _ *http.Request) { rw.WriteHeader(http.StatusBadGateway) })
 
 	secret := func(name, pass string) *corev1.Secret {
-		cfg, _ := json.Marshal(map[string]any{"auths": map[string]any{w.private.Host: map[string]string{
-			"auth": base64.StdEncoding.EncodeToString([]byte("puller:" + pass)),
-		}}})
-		return &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: testNS, Name: name},
-			Type: corev1.SecretTypeDockerConfigJson, Data: map[string][]byte{corev1.DockerConfigJsonKey: cfg}}
+		return testregistry.PullSecret(testNS, name, w.private.Host, "puller", pass)
 	}
 	w.reader = fake.NewClientBuilder().WithObjects(
 		&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: testNS}},
