@@ -62,16 +62,24 @@ func FuzzAdmissionReview(f *testing.F) {
 	}
 	hook := &admission.Webhook{Handler: v}
 	f.Fuzz(func(t *testing.T, body []byte) {
-		req := httptest.NewRequest(http.MethodPost, ValidatePath, bytes.NewReader(body))
-		req.Header.Set("Content-Type", "application/json")
-		rec := httptest.NewRecorder()
-		hook.ServeHTTP(rec, req)
-		var review admissionv1.AdmissionReview
-		if err := json.Unmarshal(rec.Body.Bytes(), &review); err != nil {
-			t.Fatalf("answer is not an AdmissionReview: %v: %q", err, rec.Body.String())
-		}
-		if review.Response == nil {
-			t.Fatalf("answer has no response: %q", rec.Body.String())
-		}
+		serveReview(t, hook, ValidatePath, body)
 	})
+}
+
+// serveReview posts body to hook at path and returns the response of the AdmissionReview it
+// answers; anything else fails t.
+func serveReview(t *testing.T, hook http.Handler, path string, body []byte) *admissionv1.AdmissionResponse {
+	t.Helper()
+	req := httptest.NewRequest(http.MethodPost, path, bytes.NewReader(body))
+	req.Header.Set("Content-Type", "application/json")
+	rec := httptest.NewRecorder()
+	hook.ServeHTTP(rec, req)
+	var review admissionv1.AdmissionReview
+	if err := json.Unmarshal(rec.Body.Bytes(), &review); err != nil {
+		t.Fatalf("answer is not an AdmissionReview: %v: %q", err, rec.Body.String())
+	}
+	if review.Response == nil {
+		t.Fatalf("answer has no response: %q", rec.Body.String())
+	}
+	return review.Response
 }

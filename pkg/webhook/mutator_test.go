@@ -1,13 +1,11 @@
 package webhook
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
-	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
@@ -437,22 +435,8 @@ func FuzzMutatorAdmissionReview(f *testing.F) {
 		Policy: policy.NewStore(pol),
 		Reader: reader,
 	}}
-	serve := func(t *testing.T, body []byte) *admissionv1.AdmissionResponse {
-		req := httptest.NewRequest(http.MethodPost, MutatePath, bytes.NewReader(body))
-		req.Header.Set("Content-Type", "application/json")
-		rec := httptest.NewRecorder()
-		hook.ServeHTTP(rec, req)
-		var review admissionv1.AdmissionReview
-		if err := json.Unmarshal(rec.Body.Bytes(), &review); err != nil {
-			t.Fatalf("answer is not an AdmissionReview: %v: %q", err, rec.Body.String())
-		}
-		if review.Response == nil {
-			t.Fatalf("answer has no response: %q", rec.Body.String())
-		}
-		return review.Response
-	}
 	f.Fuzz(func(t *testing.T, body []byte) {
-		resp := serve(t, body)
+		resp := serveReview(t, hook, MutatePath, body)
 		if len(resp.Patch) == 0 {
 			return
 		}
@@ -474,7 +458,7 @@ func FuzzMutatorAdmissionReview(f *testing.F) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if resp2 := serve(t, again); len(resp2.Patch) != 0 {
+		if resp2 := serveReview(t, hook, MutatePath, again); len(resp2.Patch) != 0 {
 			t.Fatalf("a second pass patched again: %s\nobject: %s", resp2.Patch, mutated)
 		}
 	})
