@@ -40,6 +40,11 @@ type fixture struct {
 	reader              client.Reader
 }
 
+// mirrorOrigin makes pol mirror the origin registry to the mirror's "origin/" prefix.
+func (f *fixture) mirrorOrigin(pol *policy.Policy) {
+	pol.Mutations.Mirrors = []policy.MirrorRule{{Registry: f.origin.Host, Mirrors: []string{f.mirror.Host + "/origin"}}}
+}
+
 func dockerSecret(name, host, user, pass string) *corev1.Secret {
 	return testregistry.PullSecret(testNS, name, host, user, pass)
 }
@@ -228,7 +233,7 @@ func TestMirrorRewrite(t *testing.T) {
 			setup: func(t *testing.T, f *fixture, pol *policy.Policy) (*corev1.Pod, want) {
 				f.origin.PushImage(t, "app", "v1", "linux", "amd64")
 				copyImage(t, f.origin.Ref("app", ":v1"), f.mirror.Ref("origin/app", ":v1"))
-				pol.Mutations.Mirrors = []policy.MirrorRule{{Registry: f.origin.Host, Mirrors: []string{f.mirror.Host + "/origin"}}}
+				f.mirrorOrigin(pol)
 				orig := f.origin.Ref("app", ":v1")
 				return pod(containers(orig)), want{view: podView{
 					Images:    map[string]string{"c0": f.mirror.Ref("origin/app", ":v1")},
@@ -254,7 +259,7 @@ func TestMirrorRewrite(t *testing.T) {
 			nodes: []validate.Platform{amd64},
 			setup: func(t *testing.T, f *fixture, pol *policy.Policy) (*corev1.Pod, want) {
 				f.origin.PushImage(t, "app", "v1", "linux", "amd64")
-				pol.Mutations.Mirrors = []policy.MirrorRule{{Registry: f.origin.Host, Mirrors: []string{f.mirror.Host + "/origin"}}}
+				f.mirrorOrigin(pol)
 				orig := f.origin.Ref("app", ":v1")
 				return pod(containers(orig)), want{
 					view: podView{Images: map[string]string{"c0": orig}},
@@ -269,7 +274,7 @@ func TestMirrorRewrite(t *testing.T) {
 			setup: func(t *testing.T, f *fixture, pol *policy.Policy) (*corev1.Pod, want) {
 				f.origin.PushIndex(t, "multi", "v1", "linux/amd64", "linux/arm64")
 				f.mirror.PushImage(t, "origin/multi", "v1", "linux", "amd64")
-				pol.Mutations.Mirrors = []policy.MirrorRule{{Registry: f.origin.Host, Mirrors: []string{f.mirror.Host + "/origin"}}}
+				f.mirrorOrigin(pol)
 				orig := f.origin.Ref("multi", ":v1")
 				return pod(containers(orig)), want{
 					view:     podView{Images: map[string]string{"c0": orig}},
@@ -282,7 +287,7 @@ func TestMirrorRewrite(t *testing.T) {
 			setup: func(t *testing.T, f *fixture, pol *policy.Policy) (*corev1.Pod, want) {
 				f.origin.PushImage(t, "app", "v1", "linux", "amd64")
 				f.mirror.PushImage(t, "origin/app", "v1", "linux", "amd64") // other bytes, same platform
-				pol.Mutations.Mirrors = []policy.MirrorRule{{Registry: f.origin.Host, Mirrors: []string{f.mirror.Host + "/origin"}}}
+				f.mirrorOrigin(pol)
 				orig := f.origin.Ref("app", ":v1")
 				return pod(containers(orig)), want{view: podView{
 					Images:    map[string]string{"c0": f.mirror.Ref("origin/app", ":v1")},
@@ -295,7 +300,7 @@ func TestMirrorRewrite(t *testing.T) {
 			setup: func(t *testing.T, f *fixture, pol *policy.Policy) (*corev1.Pod, want) {
 				f.origin.PushIndex(t, "multi", "v1", "linux/amd64", "linux/arm64")
 				f.mirror.PushImage(t, "origin/multi", "v1", "linux", "amd64")
-				pol.Mutations.Mirrors = []policy.MirrorRule{{Registry: f.origin.Host, Mirrors: []string{f.mirror.Host + "/origin"}}}
+				f.mirrorOrigin(pol)
 				orig := f.origin.Ref("multi", ":v1")
 				spec := containers(orig)
 				spec.NodeSelector = map[string]string{corev1.LabelArchStable: "arm64"}
@@ -310,7 +315,7 @@ func TestMirrorRewrite(t *testing.T) {
 			setup: func(t *testing.T, f *fixture, pol *policy.Policy) (*corev1.Pod, want) {
 				f.origin.PushIndex(t, "multi", "v1", "linux/amd64", "linux/arm64")
 				f.mirror.PushImage(t, "origin/multi", "v1", "linux", "amd64")
-				pol.Mutations.Mirrors = []policy.MirrorRule{{Registry: f.origin.Host, Mirrors: []string{f.mirror.Host + "/origin"}}}
+				f.mirrorOrigin(pol)
 				orig := f.origin.Ref("multi", ":v1")
 				spec := containers(orig)
 				spec.NodeSelector = map[string]string{corev1.LabelArchStable: "amd64"}
@@ -324,7 +329,7 @@ func TestMirrorRewrite(t *testing.T) {
 			setup: func(t *testing.T, f *fixture, pol *policy.Policy) (*corev1.Pod, want) {
 				f.origin.PushIndex(t, "multi", "v1", "linux/amd64", "linux/arm64", "linux/s390x")
 				f.mirror.PushIndex(t, "origin/multi", "v1", "linux/amd64", "linux/arm64")
-				pol.Mutations.Mirrors = []policy.MirrorRule{{Registry: f.origin.Host, Mirrors: []string{f.mirror.Host + "/origin"}}}
+				f.mirrorOrigin(pol)
 				orig := f.origin.Ref("multi", ":v1")
 				return pod(containers(orig)), want{
 					view:     podView{Images: map[string]string{"c0": orig}},
@@ -336,7 +341,7 @@ func TestMirrorRewrite(t *testing.T) {
 			setup: func(t *testing.T, f *fixture, pol *policy.Policy) (*corev1.Pod, want) {
 				f.origin.PushIndex(t, "multi", "v1", "linux/amd64", "linux/arm64")
 				copyImage(t, f.origin.Ref("multi", ":v1"), f.mirror.Ref("origin/multi", ":v1"))
-				pol.Mutations.Mirrors = []policy.MirrorRule{{Registry: f.origin.Host, Mirrors: []string{f.mirror.Host + "/origin"}}}
+				f.mirrorOrigin(pol)
 				orig := f.origin.Ref("multi", ":v1")
 				return pod(containers(orig)), want{view: podView{
 					Images:    map[string]string{"c0": f.mirror.Ref("origin/multi", ":v1")},
@@ -349,7 +354,7 @@ func TestMirrorRewrite(t *testing.T) {
 			setup: func(t *testing.T, f *fixture, pol *policy.Policy) (*corev1.Pod, want) {
 				d := f.origin.PushIndex(t, "multi", "v1", "linux/amd64", "linux/arm64").String()
 				copyImage(t, f.origin.Ref("multi", ":v1"), f.mirror.Ref("origin/multi", ":v1"))
-				pol.Mutations.Mirrors = []policy.MirrorRule{{Registry: f.origin.Host, Mirrors: []string{f.mirror.Host + "/origin"}}}
+				f.mirrorOrigin(pol)
 				orig := f.origin.Ref("multi", "@"+d)
 				return pod(containers(orig)), want{view: podView{
 					Images:    map[string]string{"c0": f.mirror.Ref("origin/multi", "@"+d)},
@@ -362,7 +367,7 @@ func TestMirrorRewrite(t *testing.T) {
 			setup: func(t *testing.T, f *fixture, pol *policy.Policy) (*corev1.Pod, want) {
 				d := f.origin.PushImage(t, "app", "v1", "linux", "amd64").String()
 				copyImage(t, f.origin.Ref("app", ":v1"), f.mirror.Ref("origin/app", ":v1"))
-				pol.Mutations.Mirrors = []policy.MirrorRule{{Registry: f.origin.Host, Mirrors: []string{f.mirror.Host + "/origin"}}}
+				f.mirrorOrigin(pol)
 				orig := f.origin.Ref("app", ":v1@"+d)
 				return pod(containers(orig)), want{view: podView{
 					Images:    map[string]string{"c0": f.mirror.Ref("origin/app", ":v1@"+d)},
@@ -375,7 +380,7 @@ func TestMirrorRewrite(t *testing.T) {
 			setup: func(t *testing.T, f *fixture, pol *policy.Policy) (*corev1.Pod, want) {
 				d := f.origin.PushImage(t, "app", "v1", "linux", "amd64").String()
 				f.mirror.PushImage(t, "origin/app", "v1", "linux", "amd64") // same tag, other bytes
-				pol.Mutations.Mirrors = []policy.MirrorRule{{Registry: f.origin.Host, Mirrors: []string{f.mirror.Host + "/origin"}}}
+				f.mirrorOrigin(pol)
 				orig := f.origin.Ref("app", "@"+d)
 				return pod(containers(orig)), want{
 					view:     podView{Images: map[string]string{"c0": orig}},
@@ -435,7 +440,7 @@ func TestMirrorRewrite(t *testing.T) {
 				f.origin.PushImage(t, "tools", "v1", "linux", "amd64")
 				copyImage(t, f.origin.Ref("app", ":v1"), f.mirror.Ref("origin/app", ":v1"))
 				copyImage(t, f.origin.Ref("tools", ":v1"), f.mirror.Ref("origin/tools", ":v1"))
-				pol.Mutations.Mirrors = []policy.MirrorRule{{Registry: f.origin.Host, Mirrors: []string{f.mirror.Host + "/origin"}}}
+				f.mirrorOrigin(pol)
 				pol.ExemptImages = []string{f.origin.Host + "/tools:*"}
 				app, tools := f.origin.Ref("app", ":v1"), f.origin.Ref("tools", ":v1")
 				spec := corev1.PodSpec{
@@ -514,7 +519,7 @@ func TestMirrorRewrite(t *testing.T) {
 			setup: func(t *testing.T, f *fixture, pol *policy.Policy) (*corev1.Pod, want) {
 				f.origin.PushImage(t, "app", "v1", "linux", "amd64")
 				copyImage(t, f.origin.Ref("app", ":v1"), f.mirror.Ref("origin/app", ":v1"))
-				pol.Mutations.Mirrors = []policy.MirrorRule{{Registry: f.origin.Host, Mirrors: []string{f.mirror.Host + "/origin"}}}
+				f.mirrorOrigin(pol)
 				pol.Registries.Denied = []string{f.mirror.Host}
 				orig := f.origin.Ref("app", ":v1")
 				return pod(containers(orig)), want{
@@ -528,7 +533,7 @@ func TestMirrorRewrite(t *testing.T) {
 			setup: func(t *testing.T, f *fixture, pol *policy.Policy) (*corev1.Pod, want) {
 				f.origin.PushImage(t, "app", "v1", "linux", "amd64")
 				f.mirror.SetFault(func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusBadGateway) })
-				pol.Mutations.Mirrors = []policy.MirrorRule{{Registry: f.origin.Host, Mirrors: []string{f.mirror.Host + "/origin"}}}
+				f.mirrorOrigin(pol)
 				orig := f.origin.Ref("app", ":v1")
 				return pod(containers(orig)), want{
 					view:     podView{Images: map[string]string{"c0": orig}},
@@ -541,7 +546,7 @@ func TestMirrorRewrite(t *testing.T) {
 			setup: func(t *testing.T, f *fixture, pol *policy.Policy) (*corev1.Pod, want) {
 				f.origin.PushImage(t, "app", "v1", "linux", "amd64")
 				copyImage(t, f.origin.Ref("app", ":v1"), f.mirror.Ref("origin/app", ":v1"))
-				pol.Mutations.Mirrors = []policy.MirrorRule{{Registry: f.origin.Host, Mirrors: []string{f.mirror.Host + "/origin"}}}
+				f.mirrorOrigin(pol)
 				p := pod(containers(f.origin.Ref("app", ":v1")))
 				p.Annotations = map[string]string{OriginalImagesAnnotation: `{"c0":"first:v0","gone":"x:1"}`, "team": "a"}
 				return p, want{view: podView{
@@ -737,7 +742,7 @@ func TestPinDigests(t *testing.T) {
 		"mirrored, then pinned to the mirror's digest": func(t *testing.T, f *fixture, pol *policy.Policy) (*corev1.Pod, want) {
 			f.origin.PushImage(t, "app", "v1", "linux", "amd64")
 			d := f.mirror.PushImage(t, "origin/app", "v1", "linux", "amd64").String()
-			pol.Mutations.Mirrors = []policy.MirrorRule{{Registry: f.origin.Host, Mirrors: []string{f.mirror.Host + "/origin"}}}
+			f.mirrorOrigin(pol)
 			orig := f.origin.Ref("app", ":v1")
 			return pod(containers(orig)), want{view: podView{
 				Images:    map[string]string{"c0": f.mirror.Ref("origin/app", ":v1@"+d)},
