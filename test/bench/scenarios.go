@@ -12,6 +12,8 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+
+	"github.com/pullgate/pullgate/internal/testcerts"
 )
 
 // bench is everything the scenarios run against.
@@ -55,11 +57,14 @@ func newBench(ctx context.Context, s settings, root, dir string) (_ *bench, err 
 		}
 	}()
 	certDir := filepath.Join(dir, "certs")
-	ca, err := servingCerts(certDir)
+	ca, err := testcerts.NewCA("pullgate-bench-ca")
 	if err != nil {
 		return nil, err
 	}
-	b.client = newClient(ca, s.Concurrency)
+	if err := ca.WriteServing(certDir); err != nil {
+		return nil, err
+	}
+	b.client = newClient(ca.Pool(), s.Concurrency)
 
 	bin := filepath.Join(dir, "bin")
 	pullgateBin, baselineBin := filepath.Join(bin, "pullgate"), filepath.Join(bin, "baseline")
