@@ -14,6 +14,7 @@ import (
 	"syscall"
 
 	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
+
 	"github.com/pullgate/pullgate/pkg/lookup"
 )
 

@@ -6,8 +6,9 @@ import (
 	"sync"
 	"time"
 
-	"github.com/pullgate/pullgate/pkg/lookup"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
+
+	"github.com/pullgate/pullgate/pkg/lookup"
 )
 
 // hostState is what the Cache knows about one registry host: its concurrency slots, its

@@ -3,6 +3,8 @@ package harness
 import (
 	"context"
 	"fmt"
+	"io"
+	"log"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -23,8 +25,6 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 
 	"github.com/pullgate/pullgate/internal/testregistry"
-	"io"
-	"log"
 )
 
 // Private registry credentials. They exist only inside the throwaway registry.
