@@ -2,14 +2,16 @@
 # hack/tools.sh - build pullgate's local control-plane tools from source.
 #
 # Everything comes from the Go module proxy (no release downloads, no Docker):
-#   kube-apiserver, kubectl  k8s.io/kubernetes ${K8S_VERSION}
+#   kube-apiserver, kubectl, k8s.io/kubernetes ${K8S_VERSION}
+#   kubelet, kube-controller-manager, kube-scheduler
+#                            (the real node of the e2e and the demo)
 #   etcd                     go.etcd.io/etcd/server/v3 at the version that
 #                            k8s.io/kubernetes ${K8S_VERSION} itself requires
 #   helm                     helm.sh/helm/v3/cmd/helm ${HELM_VERSION}, built
 #                            with `go install ...@version`, i.e. against helm's
 #                            own go.mod/go.sum
 #
-# kube-apiserver, kubectl and etcd are built inside the separate tools module
+# The Kubernetes binaries and etcd are built inside the separate tools module
 # hack/tools (go.mod generated from k8s.io/kubernetes's go.mod, see
 # `update-gomod`), so pullgate's own go.mod is never involved.
 #
@@ -209,7 +211,7 @@ build() {
 	k8s_tags="selinux,notest,grpcnotrace"
 
 	local name stamp
-	for name in kube-apiserver kubectl; do
+	for name in kube-apiserver kubectl kubelet kube-controller-manager kube-scheduler; do
 		stamp="${name} ${K8S_VERSION} ${go_version} ${mod_hash} $(printf '%s' "${k8s_ldflags}${k8s_tags}" | sha256sum | cut -c1-16)"
 		if up_to_date "${name}" "${stamp}"; then
 			log "${name} ${K8S_VERSION}: up to date"
@@ -219,7 +221,8 @@ build() {
 		(cd "${TOOLS_DIR}" && go build -mod=readonly -trimpath -tags "${k8s_tags}" \
 			-ldflags "${k8s_ldflags}" -o "${BIN_DIR}/.${name}.new" "k8s.io/kubernetes/cmd/${name}")
 		case "${name}" in
-		kube-apiserver) finish "${name}" "${stamp}" "Kubernetes ${K8S_VERSION}" --version ;;
+		kube-apiserver | kubelet | kube-controller-manager | kube-scheduler)
+			finish "${name}" "${stamp}" "Kubernetes ${K8S_VERSION}" --version ;;
 		kubectl) finish "${name}" "${stamp}" "Client Version: ${K8S_VERSION}" version --client ;;
 		esac
 	done
@@ -264,10 +267,13 @@ build() {
 
 versions() {
 	local b
-	for b in kube-apiserver kubectl etcd helm; do
+	for b in kube-apiserver kubectl kubelet kube-controller-manager kube-scheduler etcd helm; do
 		[[ -x "${BIN_DIR}/${b}" ]] || die "${BIN_DIR}/${b} is missing; run: make tools"
 	done
 	"${BIN_DIR}/kube-apiserver" --version
+	"${BIN_DIR}/kubelet" --version
+	"${BIN_DIR}/kube-controller-manager" --version
+	"${BIN_DIR}/kube-scheduler" --version
 	"${BIN_DIR}/kubectl" version --client
 	"${BIN_DIR}/etcd" --version
 	"${BIN_DIR}/helm" version --short
