@@ -16,7 +16,7 @@ tools: ## Build kube-apiserver, kubectl, etcd, helm into hack/tools/bin (cached)
 	hack/tools.sh
 
 .PHONY: deps
-deps: ## Install the Debian packages the e2e needs (docker-registry, apache2-utils)
+deps: ## Install the Debian packages the e2e needs (registry, htpasswd, containerd, runc, CNI plugins)
 	hack/install-deps.sh
 
 # ---------------------------------------------------------------------------
@@ -52,7 +52,7 @@ fuzz: ## A short run of every fuzz target
 
 .PHONY: e2e
 e2e: deps tools ## End-to-end tests: real kube-apiserver, registries, pullgate binary and kubectl
-	$(GO) test -tags e2e -count=1 -v ./test/e2e/
+	$(GO) test -tags e2e -count=1 -timeout 30m -v ./test/e2e/
 
 .PHONY: test
 test: deps tools lint unit fuzz e2e ## Everything CI runs (.ci/run)

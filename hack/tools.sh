@@ -10,6 +10,10 @@
 #   helm                     helm.sh/helm/v3/cmd/helm ${HELM_VERSION}, built
 #                            with `go install ...@version`, i.e. against helm's
 #                            own go.mod/go.sum
+#   containerd2/             containerd and containerd-shim-runc-v2
+#                            ${CONTAINERD2_VERSION}, the e2e's second node (Debian
+#                            has containerd 1.6 for the first), with go install
+#                            against containerd's own go.mod
 #
 # The Kubernetes binaries and etcd are built inside the separate tools module
 # hack/tools (go.mod generated from k8s.io/kubernetes's go.mod, see
@@ -36,6 +40,7 @@ BIN_DIR="${TOOLS_BIN_DIR:-${TOOLS_DIR}/bin}"
 
 K8S_VERSION="v1.37.2"
 HELM_VERSION="v3.22.0"
+CONTAINERD2_VERSION="v2.4.2"
 TOOLS_MODULE="github.com/pullgate/pullgate/hack/tools"
 
 # Use the installed Go as is (never fetch a toolchain), ignore any go.work,
@@ -157,10 +162,14 @@ tools_mod_version() {
 }
 
 # True when $BIN_DIR/$1 exists and its stamp equals $2.
+# NAME may be DIR/FILE: the stamp is then DIR/.FILE.stamp.
 up_to_date() {
-	[[ -z "${FORCE:-}" && -x "${BIN_DIR}/$1" && -f "${BIN_DIR}/.$1.stamp" &&
-		"$(cat "${BIN_DIR}/.$1.stamp")" == "$2" ]]
+	[[ -z "${FORCE:-}" && -x "${BIN_DIR}/$1" && -f "$(stamp_file "$1")" &&
+		"$(cat "$(stamp_file "$1")")" == "$2" ]]
 }
+
+stamp_file() { printf '%s/%s/.%s.stamp' "${BIN_DIR}" "$(dirname "$1")" "$(basename "$1")"; }
+new_file() { printf '%s/%s/.%s.new' "${BIN_DIR}" "$(dirname "$1")" "$(basename "$1")"; }
 
 # check_version NAME EXPECTED CMD... : run CMD, require EXPECTED in its output.
 check_version() {
@@ -175,9 +184,9 @@ check_version() {
 finish() {
 	local name="$1" stamp="$2" want="$3"
 	shift 3
-	check_version "${name}" "${want}" "${BIN_DIR}/.${name}.new" "$@"
-	mv -f "${BIN_DIR}/.${name}.new" "${BIN_DIR}/${name}"
-	printf '%s\n' "${stamp}" >"${BIN_DIR}/.${name}.stamp"
+	check_version "${name}" "${want}" "$(new_file "${name}")" "$@"
+	mv -f "$(new_file "${name}")" "${BIN_DIR}/${name}"
+	printf '%s\n' "${stamp}" >"$(stamp_file "${name}")"
 }
 
 build() {
@@ -260,6 +269,27 @@ build() {
 		mv -f "${gobin}/helm" "${BIN_DIR}/.helm.new"
 		rmdir "${gobin}"
 		finish helm "${stamp}" "${HELM_VERSION}" version --short
+	fi
+
+	# containerd v2: the daemon and its runc shim, static, without the snapshotters that need
+	# cgo or kernel modules the e2e does not use.
+	local ctrd_ldflags="-s -w -X github.com/containerd/containerd/v2/version.Version=${CONTAINERD2_VERSION}"
+	local ctrd_tags="no_btrfs,no_devmapper,no_zfs,no_aufs"
+	stamp="containerd2 ${CONTAINERD2_VERSION} ${go_version} $(printf '%s' "${ctrd_ldflags}${ctrd_tags}" | sha256sum | cut -c1-16)"
+	if up_to_date containerd2/containerd "${stamp}"; then
+		log "containerd ${CONTAINERD2_VERSION}: up to date"
+	else
+		log "building containerd ${CONTAINERD2_VERSION} (github.com/containerd/containerd/v2/cmd/containerd) ..."
+		local gobin
+		gobin="$(mktemp -d)"
+		(cd "${gobin}" && GOBIN="${gobin}" go install -trimpath -tags "${ctrd_tags}" -ldflags "${ctrd_ldflags}" \
+			"github.com/containerd/containerd/v2/cmd/containerd@${CONTAINERD2_VERSION}" \
+			"github.com/containerd/containerd/v2/cmd/containerd-shim-runc-v2@${CONTAINERD2_VERSION}")
+		mkdir -p "${BIN_DIR}/containerd2"
+		mv -f "${gobin}/containerd-shim-runc-v2" "${BIN_DIR}/containerd2/containerd-shim-runc-v2"
+		mv -f "${gobin}/containerd" "${BIN_DIR}/containerd2/.containerd.new"
+		rmdir "${gobin}"
+		finish containerd2/containerd "${stamp}" "${CONTAINERD2_VERSION}" --version
 	fi
 
 	log "tools ready in ${BIN_DIR}; for envtest: export KUBEBUILDER_ASSETS=${BIN_DIR}"

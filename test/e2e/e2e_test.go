@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"sync"
@@ -25,6 +26,7 @@ import (
 var env *harness.Env
 
 func TestMain(m *testing.M) {
+	harness.RunReaperIfAsked()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	start := time.Now()
 	var err error
@@ -98,39 +100,201 @@ func check(t *testing.T, r harness.Result, want expect) {
 	}
 }
 
-func TestApply(t *testing.T) {
+// setupNamespaces creates the e2e's namespaces and pull secrets in ns (once), and waits for
+// the namespaces' default ServiceAccounts, without which no pod is admitted.
+func setupNamespaces(t *testing.T, namespaces ...string) {
+	t.Helper()
 	kubectl(t, "apply", "-f", testdata("namespaces.yaml"))
-	kubectl(t, "create", "secret", "docker-registry", "billing-pull", "-n", "shop",
-		"--docker-server="+env.Private, "--docker-username="+harness.PrivateUser, "--docker-password="+harness.PrivatePassword)
-	kubectl(t, "create", "secret", "docker-registry", "billing-pull-stale", "-n", "shop",
-		"--docker-server="+env.Private, "--docker-username="+harness.PrivateUser, "--docker-password=not-the-password")
+	for _, ns := range namespaces {
+		if env.Kubectl(t.Context(), "", "get", "namespace", ns).ExitCode != 0 {
+			kubectl(t, "create", "namespace", ns)
+		}
+		if env.Kubectl(t.Context(), "", "get", "secret", "billing-pull", "-n", ns).ExitCode != 0 {
+			kubectl(t, "create", "secret", "docker-registry", "billing-pull", "-n", ns,
+				"--docker-server="+env.Private, "--docker-username="+harness.PrivateUser, "--docker-password="+harness.PrivatePassword)
+			kubectl(t, "create", "secret", "docker-registry", "billing-pull-stale", "-n", ns,
+				"--docker-server="+env.Private, "--docker-username="+harness.PrivateUser, "--docker-password=not-the-password")
+		}
+	}
+	for _, ns := range append(namespaces, "shop", "staging", "sandbox") {
+		if err := env.WaitServiceAccount(t.Context(), ns); err != nil {
+			t.Fatalf("namespace %s has no default ServiceAccount: %v", ns, err)
+		}
+	}
+}
 
-	denied := `admission webhook "workloads.pullgate.io" denied the request`
+// truthCase is one manifest of the ground truth: what pullgate says of it, and what the kubelet
+// does with it when pullgate is not installed.
+type truthCase struct {
+	file string
+	app  string // the pods' app label
+	// withPullgate is what `kubectl apply` must give with pullgate installed.
+	withPullgate expect
+	// kubelet is a fragment of the kubelet's "Failed to pull image" event; "" means the pods
+	// must run.
+	kubelet string
+}
+
+var denied = `admission webhook "workloads.pullgate.io" denied the request`
+
+// groundTruth holds the seven causes and a good manifest of every workload kind.
+var groundTruth = []truthCase{
+	{"image-not-found.yaml", "web-typo",
+		expect{1, []string{denied, "[ImageNotFound]", `container "web-typo"`, "${PUBLIC}/shop/wbe does not exist", "Fix:"}, nil},
+		"not found"},
+	{"no-credentials.yaml", "billing-anon",
+		expect{1, []string{denied, "[NoCredentials]", "kubectl create secret docker-registry"}, nil},
+		"401 Unauthorized"},
+	{"credentials-rejected.yaml", "billing-stale",
+		expect{1, []string{denied, "[CredentialsRejected]", `pull secret "billing-pull-stale"`}, []string{"not-the-password"}},
+		"401 Unauthorized"},
+	{"tag-not-found.yaml", "web-store",
+		expect{1, []string{denied, "[TagNotFound]", `tag "1.4.3" does not exist`, "closest: 1.4.2"}, nil},
+		"not found"},
+	{"digest-not-found.yaml", "migrate",
+		expect{1, []string{denied, "[DigestNotFound]", "sha256:000000000000"}, nil},
+		"not found"},
+	{"unreachable.yaml", "legacy",
+		expect{0, []string{"Warning: pullgate [RegistryUnreachable]", "pod/legacy created"}, nil},
+		"connection refused"},
+	{"rate-limited.yaml", "nightly-report",
+		expect{0, []string{"Warning: pullgate [RegistryRateLimited]", "cronjob.batch/nightly-report created"}, nil},
+		"429 Too Many Requests"},
+	{"platform-mismatch.yaml", "edge-agent",
+		expect{1, []string{denied, "[PlatformMismatch]", "linux/arm64", "linux/amd64"}, nil},
+		"no match for platform in manifest"},
+	{"good-deployment.yaml", "web", expect{0, []string{"deployment.apps/web created"}, []string{"Warning"}}, ""},
+	{"private-with-secret.yaml", "billing", expect{0, []string{"deployment.apps/billing created"}, []string{"Warning"}}, ""},
+	{"good-statefulset.yaml", "web-db", expect{0, []string{"statefulset.apps/web-db created"}, []string{"Warning"}}, ""},
+	{"good-daemonset.yaml", "node-agent", expect{0, []string{"daemonset.apps/node-agent created"}, []string{"Warning"}}, ""},
+	{"good-replicaset.yaml", "web-rs", expect{0, []string{"replicaset.apps/web-rs created"}, []string{"Warning"}}, ""},
+	{"good-replicationcontroller.yaml", "web-rc", expect{0, []string{"replicationcontroller/web-rc created"}, []string{"Warning"}}, ""},
+	{"good-job.yaml", "web-migrate", expect{0, []string{"job.batch/web-migrate created"}, []string{"Warning"}}, ""},
+	{"good-cronjob.yaml", "web-report", expect{0, []string{"cronjob.batch/web-report created"}, []string{"Warning"}}, ""},
+}
+
+// outcomeTimeout bounds the wait for a pod's outcome: a CronJob starts its Job at the next
+// minute, and a failed pull reaches ImagePullBackOff about 10 s after ErrImagePull.
+const outcomeTimeout = 150 * time.Second
+
+// TestGroundTruth applies every manifest twice: without pullgate (its webhook configurations
+// removed), to see what the kubelet really does with it, and with pullgate, to see what
+// `kubectl apply` says. Denied manifests must be those whose pulls really fail; admitted ones
+// must really run.
+func TestGroundTruth(t *testing.T) {
+	setupNamespaces(t, "truth")
+	ctx := t.Context()
+
+	// Without pullgate.
+	if err := env.RemoveWebhooks(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range groundTruth {
+		r, err := env.ApplyIn(ctx, "truth", testdata(tc.file))
+		if err != nil || r.ExitCode != 0 {
+			t.Fatalf("without pullgate, kubectl apply -f %s: %v\n%s", tc.file, err, r.Output())
+		}
+	}
+	truth := make([]harness.Outcome, len(groundTruth))
+	var wg sync.WaitGroup
+	for i, tc := range groundTruth {
+		wg.Go(func() {
+			o, err := env.WaitOutcome(ctx, "truth", tc.app, outcomeTimeout)
+			if err != nil {
+				t.Errorf("without pullgate, %s: %v", tc.file, err)
+			}
+			truth[i] = o
+		})
+	}
+	wg.Wait()
+	for i, tc := range groundTruth {
+		o := truth[i]
+		switch {
+		case tc.kubelet == "" && !o.Ran:
+			t.Errorf("without pullgate, %s: pod %s is %s, want it running (kubelet: %s)", tc.file, o.Pod, o.Status, o.PullError)
+		case tc.kubelet != "" && !o.PullFailed():
+			t.Errorf("without pullgate, %s: pod %s is %s, want ErrImagePull/ImagePullBackOff", tc.file, o.Pod, o.Status)
+		case tc.kubelet != "" && !strings.Contains(o.PullError, env.Expand(tc.kubelet)):
+			t.Errorf("without pullgate, %s: the kubelet's event %q lacks %q", tc.file, o.PullError, tc.kubelet)
+		}
+	}
+	kubectl(t, "delete", "namespace", "truth", "--wait=false")
+	if err := env.RestoreWebhooks(ctx); err != nil {
+		t.Fatal(err)
+	}
+	// The API server picks the configurations up within a moment.
+	eventually(t, "image-not-found.yaml", expect{1, []string{denied}, nil}, "--dry-run=server")
+
+	// With pullgate.
+	results := make([]harness.Result, len(groundTruth))
+	for i, tc := range groundTruth {
+		t.Run(tc.file, func(t *testing.T) {
+			results[i] = apply(t, tc.file)
+			check(t, results[i], tc.withPullgate)
+		})
+	}
+	running := make([]harness.Outcome, len(groundTruth))
+	for i, tc := range groundTruth {
+		if tc.withPullgate.exitCode != 0 || tc.kubelet != "" {
+			continue
+		}
+		wg.Go(func() {
+			o, err := env.WaitOutcome(ctx, "shop", tc.app, outcomeTimeout)
+			if err != nil || !o.Ran {
+				t.Errorf("with pullgate, %s was admitted but its pod did not run: %v %+v", tc.file, err, o)
+			}
+			running[i] = o
+		})
+	}
+	wg.Wait()
+
+	var table strings.Builder
+	fmt.Fprintf(&table, "\n%-32s | %-70s | %s\n", "manifest", "without pullgate (pod status: the kubelet's event)", "with pullgate (kubectl apply)")
+	for i, tc := range groundTruth {
+		o := truth[i]
+		without := o.Status
+		if o.PullError != "" {
+			without += ": " + shorten(o.PullError, 200)
+		}
+		with := verdict(results[i])
+		if running[i].Ran {
+			with += "; pod " + running[i].Status
+		}
+		fmt.Fprintf(&table, "%-32s | %-70s | %s\n", tc.file, without, with)
+	}
+	t.Log(table.String())
+}
+
+// verdict sums up a kubectl apply: the reason codes it was denied or warned with.
+func verdict(r harness.Result) string {
+	codes := reasonCodes.FindAllString(r.Output(), -1)
+	slices.Sort(codes)
+	codes = slices.Compact(codes)
+	switch {
+	case r.ExitCode != 0:
+		return "REJECTED " + strings.Join(codes, " ")
+	case len(codes) > 0:
+		return "admitted, warning " + strings.Join(codes, " ")
+	}
+	return "admitted"
+}
+
+var reasonCodes = regexp.MustCompile(`\[[A-Za-z]+\]`)
+
+func shorten(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n-1] + "…"
+}
+
+func TestApply(t *testing.T) {
+	setupNamespaces(t)
 	tests := []struct {
 		desc string
 		file string
 		want expect
 	}{
-		{"a multi-arch image that exists is admitted", "good-deployment.yaml",
-			expect{0, []string{"deployment.apps/web created"}, []string{"Warning"}}},
-		{"cause 1: a repository that does not exist", "image-not-found.yaml",
-			expect{1, []string{denied, "[ImageNotFound]", `container "web-typo"`, "${PUBLIC}/shop/wbe does not exist", "Fix:"}, nil}},
-		{"cause 2: a private image without credentials", "no-credentials.yaml",
-			expect{1, []string{denied, "[NoCredentials]", "kubectl create secret docker-registry"}, nil}},
-		{"cause 2: a private image with its pull secret is admitted", "private-with-secret.yaml",
-			expect{0, []string{"deployment.apps/billing created"}, nil}},
-		{"cause 2: credentials the registry rejects", "credentials-rejected.yaml",
-			expect{1, []string{denied, "[CredentialsRejected]", `pull secret "billing-pull-stale"`}, []string{"not-the-password"}}},
-		{"cause 3: a tag that does not exist, with the closest tags", "tag-not-found.yaml",
-			expect{1, []string{denied, "[TagNotFound]", `tag "1.4.3" does not exist`, "closest: 1.4.2"}, nil}},
-		{"cause 4: a digest that does not exist", "digest-not-found.yaml",
-			expect{1, []string{denied, "[DigestNotFound]", "sha256:000000000000"}, nil}},
-		{"cause 5: an unreachable registry warns (onRegistryError: warn)", "unreachable.yaml",
-			expect{0, []string{"Warning: pullgate [RegistryUnreachable]", "pod/legacy created"}, nil}},
-		{"cause 6: a rate-limited registry warns", "rate-limited.yaml",
-			expect{0, []string{"Warning: pullgate [RegistryRateLimited]", "cronjob.batch/nightly-report created"}, nil}},
-		{"cause 7: an arm64-only image on amd64 nodes", "platform-mismatch.yaml",
-			expect{1, []string{denied, "[PlatformMismatch]", "linux/arm64", "linux/amd64"}, nil}},
 		{"an image missing one node platform warns", "partial-platform.yaml",
 			expect{0, []string{"Warning: pullgate [PlatformMismatch]", "lacks linux/arm64", "deployment.apps/worker created"}, nil}},
 		{"a namespace labelled warn gets warnings, not denials", "warn-namespace.yaml",
@@ -142,7 +306,7 @@ func TestApply(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.desc, func(t *testing.T) {
-			check(t, apply(t, tc.file), tc.want)
+			check(t, apply(t, tc.file, "--dry-run=server"), tc.want)
 		})
 	}
 
@@ -207,8 +371,11 @@ func TestPolicyReload(t *testing.T) {
 // TestRestartBurst restarts pullgate (an empty cache) and creates 500 pods of one image it
 // has never seen, all at once: none may fail or time out, and the registry must see one
 // look-up, not 500.
+//
+// The pods carry a scheduling gate: they are admitted and stored, never scheduled, so the one
+// node is not asked to run 500 pods.
 func TestRestartBurst(t *testing.T) {
-	kubectl(t, "apply", "-f", testdata("namespaces.yaml"))
+	setupNamespaces(t)
 	env.StopWebhook()
 	if err := env.StartWebhook(t.Context()); err != nil {
 		t.Fatal(err)
@@ -226,7 +393,10 @@ func TestRestartBurst(t *testing.T) {
 		wg.Go(func() {
 			pod := &corev1.Pod{
 				ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("burst-%03d", i), Namespace: "shop"},
-				Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "app", Image: image}}},
+				Spec: corev1.PodSpec{
+					Containers:      []corev1.Container{{Name: "app", Image: image}},
+					SchedulingGates: []corev1.PodSchedulingGate{{Name: "pullgate.io/e2e-never"}},
+				},
 			}
 			if _, err := env.Client.CoreV1().Pods("shop").Create(t.Context(), pod, metav1.CreateOptions{}); err != nil {
 				errs <- err
@@ -268,74 +438,66 @@ spec:
 }
 
 // TestMutations turns the mirror rewrite and pull-secret injection on and checks what the
-// API server stores. The Deployment's template is left as written (GitOps tools would see
-// drift otherwise); its pods are rewritten. envtest runs no kube-controller-manager, so the
-// test creates the pod from the template as the ReplicaSet controller would.
+// API server stores and what the node pulls. The Deployment's template is left as written
+// (GitOps tools would see drift otherwise); its pods, made by the ReplicaSet controller, are
+// rewritten and pulled from the mirror.
 func TestMutations(t *testing.T) {
-	kubectl(t, "apply", "-f", testdata("namespaces.yaml"))
-	r := env.Kubectl(t.Context(), "", "get", "secret", "billing-pull", "-n", "shop")
-	if r.ExitCode != 0 {
-		kubectl(t, "create", "secret", "docker-registry", "billing-pull", "-n", "shop",
-			"--docker-server="+env.Private, "--docker-username="+harness.PrivateUser, "--docker-password="+harness.PrivatePassword)
-	}
+	setupNamespaces(t)
 	check(t, apply(t, "policy-mutations.yaml"), expect{0, []string{"configmap/pullgate-policy configured"}, nil})
 	t.Cleanup(func() { apply(t, "policy-default.yaml") })
-
-	check(t, apply(t, "mirrored-deployment.yaml"), expect{0, []string{"deployment.apps/storefront"}, nil})
-	deploy, err := env.Client.AppsV1().Deployments("shop").Get(t.Context(), "storefront", metav1.GetOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
 	origin := env.Public + "/shop/web:1.4.2"
 	mirrored := env.Mirror + "/hub/shop/web:1.4.2"
-	if got := deploy.Spec.Template.Spec.Containers[0].Image; got != origin {
-		t.Errorf("the Deployment's template was changed to %q; templates are never mutated", got)
-	}
-	podFromTemplate := func(dryRun bool) (*corev1.Pod, error) {
-		pod := &corev1.Pod{
-			ObjectMeta: metav1.ObjectMeta{GenerateName: "storefront-", Namespace: "shop",
-				Labels: deploy.Spec.Template.Labels},
-			Spec: *deploy.Spec.Template.Spec.DeepCopy(),
-		}
-		opts := metav1.CreateOptions{}
-		if dryRun {
-			opts.DryRun = []string{metav1.DryRunAll}
-		}
-		return env.Client.CoreV1().Pods("shop").Create(t.Context(), pod, opts)
-	}
+
 	// The policy reload is asynchronous: wait until a dry run shows the rewrite.
 	deadline := time.Now().Add(30 * time.Second)
 	for {
-		p, err := podFromTemplate(true)
-		if err == nil && p.Spec.Containers[0].Image == mirrored {
+		r, err := env.Apply(t.Context(), testdata("mirrored-pod.yaml"), "--dry-run=server", "-o", "jsonpath={.spec.containers[0].image}")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r.Stdout == mirrored {
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("the mutation policy did not take effect in 30s (last: %v, %v)", err, p)
+			t.Fatalf("the mutation policy did not take effect in 30s (last: %s)", r.Output())
 		}
 		time.Sleep(300 * time.Millisecond)
 	}
 
 	t.Run("the Deployment's pods run the mirror's image", func(t *testing.T) {
-		created, err := podFromTemplate(false)
+		env.ResetMirrorRequests()
+		check(t, apply(t, "mirrored-deployment.yaml"), expect{0, []string{"deployment.apps/storefront"}, nil})
+		deploy, err := env.Client.AppsV1().Deployments("shop").Get(t.Context(), "storefront", metav1.GetOptions{})
 		if err != nil {
 			t.Fatal(err)
 		}
-		stored, err := env.Client.CoreV1().Pods("shop").Get(t.Context(), created.Name, metav1.GetOptions{})
+		if got := deploy.Spec.Template.Spec.Containers[0].Image; got != origin {
+			t.Errorf("the Deployment's template was changed to %q; templates are never mutated", got)
+		}
+		outs, err := env.WaitAllRunning(t.Context(), "shop", "storefront", 1, outcomeTimeout)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if got := stored.Spec.Containers[0].Image; got != mirrored {
-			t.Errorf("stored pod runs %q, want the mirror's %q", got, mirrored)
+		pod, err := env.Client.CoreV1().Pods("shop").Get(t.Context(), outs[0].Pod, metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
 		}
-		if ann := stored.Annotations["pullgate.io/original-images"]; !strings.Contains(ann, origin) {
+		if got := pod.Spec.Containers[0].Image; got != mirrored {
+			t.Errorf("the running pod's image is %q, want the mirror's %q", got, mirrored)
+		}
+		if ann := pod.Annotations["pullgate.io/original-images"]; !strings.Contains(ann, origin) {
 			t.Errorf("original image not recorded: annotation %q", ann)
 		}
-		t.Logf("pod %s: image %s, pullgate.io/original-images=%s", stored.Name, stored.Spec.Containers[0].Image,
-			stored.Annotations["pullgate.io/original-images"])
+		// containerd fetched the image from the mirror: its manifest and blobs were read there.
+		if n := env.MirrorRequests("GET", "blobs"); n == 0 {
+			t.Errorf("the node read no blob from the mirror")
+		}
+		t.Logf("pod %s on %s: %s, image %s, pullgate.io/original-images=%s; mirror served %d manifest GETs, %d blob GETs",
+			pod.Name, pod.Spec.NodeName, outs[0].Status, pod.Spec.Containers[0].Image, pod.Annotations["pullgate.io/original-images"],
+			env.MirrorRequests("GET", "manifests"), env.MirrorRequests("GET", "blobs"))
 	})
 
-	t.Run("a pod without credentials gets the pull secret injected", func(t *testing.T) {
+	t.Run("a pod without credentials gets the pull secret injected, and runs", func(t *testing.T) {
 		check(t, apply(t, "pod-without-secret.yaml"), expect{0, []string{"pod/billing-job created"}, nil})
 		stored, err := env.Client.CoreV1().Pods("shop").Get(t.Context(), "billing-job", metav1.GetOptions{})
 		if err != nil {
@@ -347,6 +509,9 @@ func TestMutations(t *testing.T) {
 		}
 		if !slices.Contains(names, "billing-pull") {
 			t.Errorf("stored pod's imagePullSecrets = %v, want billing-pull injected", names)
+		}
+		if _, err := env.WaitAllRunning(t.Context(), "shop", "billing-job", 1, outcomeTimeout); err != nil {
+			t.Error(err)
 		}
 	})
 }

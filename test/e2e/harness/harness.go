@@ -40,8 +40,16 @@ type Env struct {
 	// Digests of pushed images, by reference ("PUBLIC/app:v1" form, see Images).
 	Digests map[string]string
 	Client  kubernetes.Interface
+	// Nodes are the real nodes (a kubelet and a containerd each); FakeNodes the Node objects of
+	// other platforms without a kubelet, tainted with NoKubeletTaint.
+	Nodes     []NodeInfo
+	FakeNodes []string
 
 	root       string
+	reaper     *os.File
+	cluster    *cluster
+	images     *appImages
+	webhooks   savedWebhooks
 	kubectl    string
 	env        *envtest.Environment
 	public     *httptest.Server
@@ -50,13 +58,13 @@ type Env struct {
 	registry   *exec.Cmd
 	pullgate   *exec.Cmd
 	pullgateOK chan struct{}
-	// publicRequests counts requests to the public registry by "METHOD kind".
-	publicRequests requestCounter
-	binary         string
-	certDir        string
-	port           int
-	probeAddr      string
-	logs           *os.File
+	// publicRequests and mirrorRequests count requests to those registries by "METHOD kind".
+	publicRequests, mirrorRequests requestCounter
+	binary                         string
+	certDir                        string
+	port                           int
+	probeAddr                      string
+	logs                           *os.File
 }
 
 // Options tune Start.
@@ -75,16 +83,29 @@ func RepoRoot() string {
 }
 
 // Start brings the environment up. On error, everything already started is stopped.
+//
+// The real node needs root (cgroups, mounts, a bridge) and the binaries `make tools` builds.
 func Start(ctx context.Context, opts Options) (_ *Env, err error) {
 	root := RepoRoot()
 	assets := os.Getenv("KUBEBUILDER_ASSETS")
 	if assets == "" {
 		assets = filepath.Join(root, "hack", "tools", "bin")
 	}
-	for _, bin := range []string{"kube-apiserver", "etcd", "kubectl"} {
+	for _, bin := range []string{"kube-apiserver", "etcd", "kubectl", "kubelet", "kube-controller-manager", "kube-scheduler"} {
 		if _, err := os.Stat(filepath.Join(assets, bin)); err != nil {
 			return nil, fmt.Errorf("%s not found in %s: run `make tools`", bin, assets)
 		}
+	}
+	if os.Geteuid() != 0 {
+		return nil, errors.New("the real node (kubelet + containerd) needs root: cgroups, mounts and a bridge")
+	}
+	containerd, err := exec.LookPath("containerd")
+	if err != nil {
+		return nil, fmt.Errorf("containerd not found (run make deps): %w", err)
+	}
+	runc, err := exec.LookPath("runc")
+	if err != nil {
+		return nil, fmt.Errorf("runc not found (run make deps): %w", err)
 	}
 	dir, err := os.MkdirTemp("", "pullgate-e2e-")
 	if err != nil {
@@ -96,6 +117,15 @@ func Start(ctx context.Context, opts Options) (_ *Env, err error) {
 			e.Stop()
 		}
 	}()
+	// First of all: whatever happens to this process from here on, the reaper cleans up.
+	if e.reaper, err = startReaper(dir); err != nil {
+		return nil, err
+	}
+	for _, sub := range []string{"pki", "bin"} {
+		if err := os.MkdirAll(filepath.Join(dir, sub), 0o755); err != nil {
+			return nil, err
+		}
+	}
 	e.logs, err = os.Create(filepath.Join(dir, "logs.txt"))
 	if err != nil {
 		return nil, err
@@ -104,18 +134,21 @@ func Start(ctx context.Context, opts Options) (_ *Env, err error) {
 	if opts.Logs != nil {
 		logs = io.MultiWriter(e.logs, opts.Logs)
 	}
+	e.images = &appImages{dir: filepath.Join(dir, "bin")}
+	e.cluster = &cluster{dir: dir, runID: newRunID(), logs: logs, runc: runc}
+	step := timer(logs)
 
-	e.binary = filepath.Join(dir, "pullgate")
+	e.binary = filepath.Join(dir, "bin", "pullgate")
 	build := exec.CommandContext(ctx, "go", "build", "-o", e.binary, "./cmd/webhook")
 	build.Dir = root
 	if out, err := build.CombinedOutput(); err != nil {
 		return nil, fmt.Errorf("building pullgate: %w\n%s", err, out)
 	}
+	step("pullgate built")
 
 	e.public = startPublicRegistry(&e.publicRequests)
 	e.Public = strings.TrimPrefix(e.public.URL, "http://")
-	var mirrorRequests requestCounter
-	e.mirror = startPublicRegistry(&mirrorRequests)
+	e.mirror = startPublicRegistry(&e.mirrorRequests)
 	e.Mirror = strings.TrimPrefix(e.mirror.URL, "http://")
 	e.limited = startRateLimitedRegistry()
 	e.RateLimited = strings.TrimPrefix(e.limited.URL, "http://")
@@ -131,18 +164,22 @@ func Start(ctx context.Context, opts Options) (_ *Env, err error) {
 	if err := e.pushImages(ctx); err != nil {
 		return nil, err
 	}
+	step("registries up, images pushed")
 
 	e.env = &envtest.Environment{
 		BinaryAssetsDirectory: assets,
 		WebhookInstallOptions: envtest.WebhookInstallOptions{
-			ValidatingWebhooks: []*admissionregistrationv1.ValidatingWebhookConfiguration{ValidatingWebhookConfiguration()},
-			MutatingWebhooks:   []*admissionregistrationv1.MutatingWebhookConfiguration{MutatingWebhookConfiguration()},
+			LocalServingCertDir: filepath.Join(dir, "webhook-certs"),
+			ValidatingWebhooks:  []*admissionregistrationv1.ValidatingWebhookConfiguration{ValidatingWebhookConfiguration()},
+			MutatingWebhooks:    []*admissionregistrationv1.MutatingWebhookConfiguration{MutatingWebhookConfiguration()},
 		},
 	}
+	configureAPIServer(e.env, dir)
 	cfg, err := e.env.Start()
 	if err != nil {
 		return nil, fmt.Errorf("starting kube-apiserver and etcd: %w", err)
 	}
+	step("kube-apiserver and etcd up")
 	user, err := e.env.AddUser(envtest.User{Name: "e2e-admin", Groups: []string{"system:masters"}}, nil)
 	if err != nil {
 		return nil, fmt.Errorf("adding the e2e user: %w", err)
@@ -151,7 +188,7 @@ func Start(ctx context.Context, opts Options) (_ *Env, err error) {
 	if err != nil {
 		return nil, err
 	}
-	e.Kubeconfig = filepath.Join(dir, "kubeconfig")
+	e.Kubeconfig = filepath.Join(dir, "pki", "admin.kubeconfig")
 	if err := os.WriteFile(e.Kubeconfig, kubeconfig, 0o600); err != nil {
 		return nil, err
 	}
@@ -160,8 +197,48 @@ func Start(ctx context.Context, opts Options) (_ *Env, err error) {
 	if e.Client, err = kubernetes.NewForConfig(cfg); err != nil {
 		return nil, err
 	}
+
+	e.cluster.ca = filepath.Join(dir, "pki", "apiserver-ca.crt")
+	if err := os.WriteFile(e.cluster.ca, cfg.CAData, 0o600); err != nil {
+		return nil, err
+	}
+	if err := e.cluster.startControllers(e.env, assets); err != nil {
+		return nil, err
+	}
+	node, err := e.cluster.newRealNode(1, "node-ctrd16", containerd)
+	if err != nil {
+		return nil, err
+	}
+	if err := e.cluster.startNode(ctx, e.env, assets, e.Public+"/pullgate-e2e/pause:1.0", node); err != nil {
+		return nil, err
+	}
+	e.cluster.nodes = append(e.cluster.nodes, node)
+	if err := fakeNode(ctx, e, "arm64-no-kubelet", "arm64"); err != nil {
+		return nil, err
+	}
+	e.FakeNodes = []string{"arm64-no-kubelet"}
+	hbCtx, stopHB := context.WithCancel(context.Background())
+	e.cluster.stopHeartbeats = stopHB
+	go heartbeat(hbCtx, e, e.FakeNodes)
 	if err := e.seedCluster(ctx, opts.Policy); err != nil {
 		return nil, err
+	}
+	for _, n := range e.cluster.nodes {
+		if err := waitNodeReady(ctx, e, n.name); err != nil {
+			return nil, fmt.Errorf("node %s not Ready: %w; see %s", n.name, err, e.logs.Name())
+		}
+		got, err := e.Client.CoreV1().Nodes().Get(ctx, n.name, metav1.GetOptions{})
+		if err != nil {
+			return nil, err
+		}
+		e.Nodes = append(e.Nodes, NodeInfo{Name: n.name, Runtime: got.Status.NodeInfo.ContainerRuntimeVersion})
+	}
+	step("nodes Ready")
+	if err := waitFor(ctx, 60*time.Second, func() bool {
+		_, err := e.Client.CoreV1().ServiceAccounts("default").Get(ctx, "default", metav1.GetOptions{})
+		return err == nil
+	}); err != nil {
+		return nil, fmt.Errorf("kube-controller-manager created no default ServiceAccount: %w", err)
 	}
 
 	e.certDir = e.env.WebhookInstallOptions.LocalServingCertDir
@@ -174,7 +251,16 @@ func Start(ctx context.Context, opts Options) (_ *Env, err error) {
 	if err := e.StartWebhook(ctx); err != nil {
 		return nil, err
 	}
+	step("pullgate ready")
 	return e, nil
+}
+
+// timer returns a function that logs how long the start-up took up to each step.
+func timer(w io.Writer) func(string) {
+	start := time.Now()
+	return func(what string) {
+		fmt.Fprintf(w, "[harness] %6.2fs %s\n", time.Since(start).Seconds(), what)
+	}
 }
 
 // PublicRequests returns how many requests of method reached kind ("manifests", "blobs",
@@ -186,11 +272,19 @@ func (e *Env) PublicRequests(method, kind string) int {
 // ResetPublicRequests zeroes the public registry's request counters.
 func (e *Env) ResetPublicRequests() { e.publicRequests.reset() }
 
+// MirrorRequests is PublicRequests for the mirror.
+func (e *Env) MirrorRequests(method, kind string) int {
+	return e.mirrorRequests.get(method + " " + kind)
+}
+
+// ResetMirrorRequests zeroes the mirror's request counters.
+func (e *Env) ResetMirrorRequests() { e.mirrorRequests.reset() }
+
 // PushPublic pushes a new image for the given "os/arch" platforms to the public registry
 // as repo:tag and returns its reference.
 func (e *Env) PushPublic(ctx context.Context, repoTag string, platforms ...string) (string, error) {
 	ref := e.Public + "/" + repoTag
-	_, err := pushImage(ctx, ref, authn.Anonymous, platforms...)
+	_, err := e.pushImage(ctx, ref, authn.Anonymous, platforms...)
 	return ref, err
 }
 
@@ -203,9 +297,13 @@ func (e *Env) vars() map[string]string {
 	}
 }
 
-// Expand replaces ${PUBLIC} and friends in a manifest.
-func (e *Env) Expand(s string) string {
+// Expand replaces ${PUBLIC} and friends in a manifest, ${NS} with "shop".
+func (e *Env) Expand(s string) string { return e.ExpandIn("shop", s) }
+
+// ExpandIn is Expand with ${NS} set to ns.
+func (e *Env) ExpandIn(ns, s string) string {
 	v := e.vars()
+	v["NS"] = ns
 	return os.Expand(s, func(k string) string {
 		if val, ok := v[k]; ok {
 			return val
@@ -229,9 +327,11 @@ func (e *Env) pushImages(ctx context.Context) error {
 		{e.Public + "/shop/edge-agent:1.0", authn.Anonymous, []string{"linux/arm64"}},
 		{e.Private + "/internal/billing:3.1", private, []string{"linux/amd64", "linux/arm64"}},
 		{e.Mirror + "/hub/shop/web:1.4.2", authn.Anonymous, []string{"linux/amd64", "linux/arm64"}},
+		// The nodes' sandbox image.
+		{e.Public + "/pullgate-e2e/pause:1.0", authn.Anonymous, []string{"linux/amd64", "linux/arm64"}},
 	}
 	for _, p := range pushes {
-		d, err := pushImage(ctx, p.ref, p.auth, p.platforms...)
+		d, err := e.pushImage(ctx, p.ref, p.auth, p.platforms...)
 		if err != nil {
 			return err
 		}
@@ -240,25 +340,8 @@ func (e *Env) pushImages(ctx context.Context) error {
 	return nil
 }
 
-// seedCluster creates what a real cluster would have: Ready nodes of two architectures,
-// pullgate's namespace and its policy.
+// seedCluster creates pullgate's namespace and its policy.
 func (e *Env) seedCluster(ctx context.Context, policyYAML string) error {
-	for _, arch := range []string{"amd64", "arm64"} {
-		node := &corev1.Node{ObjectMeta: metav1.ObjectMeta{
-			Name:   "node-" + arch,
-			Labels: map[string]string{corev1.LabelOSStable: "linux", corev1.LabelArchStable: arch},
-		}}
-		created, err := e.Client.CoreV1().Nodes().Create(ctx, node, metav1.CreateOptions{})
-		if err != nil {
-			return fmt.Errorf("creating node: %w", err)
-		}
-		created.Status.Conditions = []corev1.NodeCondition{{Type: corev1.NodeReady, Status: corev1.ConditionTrue,
-			LastHeartbeatTime: metav1.Now(), LastTransitionTime: metav1.Now(), Reason: "KubeletReady"}}
-		created.Status.NodeInfo = corev1.NodeSystemInfo{OperatingSystem: "linux", Architecture: arch}
-		if _, err := e.Client.CoreV1().Nodes().UpdateStatus(ctx, created, metav1.UpdateOptions{}); err != nil {
-			return fmt.Errorf("marking node ready: %w", err)
-		}
-	}
 	if _, err := e.Client.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: Namespace}}, metav1.CreateOptions{}); err != nil {
 		return err
 	}
@@ -362,26 +445,21 @@ func (e *Env) Kubectl(ctx context.Context, stdin string, args ...string) Result 
 	return r
 }
 
-// Apply runs `kubectl apply -f FILE` on a manifest under dir, with ${...} expanded, plus
-// extra arguments.
+// Apply is ApplyIn the "shop" namespace, where the e2e's manifests go by default.
 func (e *Env) Apply(ctx context.Context, file string, extra ...string) (Result, error) {
-	raw, err := os.ReadFile(file)
-	if err != nil {
-		return Result{}, err
-	}
-	path := filepath.Join(e.Dir, filepath.Base(file))
-	if err := os.WriteFile(path, []byte(e.Expand(string(raw))), 0o600); err != nil {
-		return Result{}, err
-	}
-	return e.Kubectl(ctx, "", append([]string{"apply", "-f", path}, extra...)...), nil
+	return e.ApplyIn(ctx, "shop", file, extra...)
 }
 
 // LogFile is where the components' output went.
 func (e *Env) LogFile() string { return e.logs.Name() }
 
-// Stop stops every process and removes the directory (unless KEEP_E2E_DIR is set).
+// Stop stops every process and removes everything the run made (unless KEEP_E2E_DIR is
+// set, the run directory too).
 func (e *Env) Stop() {
 	e.StopWebhook()
+	if e.cluster != nil {
+		e.cluster.stop()
+	}
 	if e.env != nil {
 		_ = e.env.Stop()
 	}
@@ -389,20 +467,20 @@ func (e *Env) Stop() {
 		_ = e.registry.Process.Kill()
 		_ = e.registry.Wait()
 	}
-	if e.public != nil {
-		e.public.Close()
-	}
-	if e.mirror != nil {
-		e.mirror.Close()
-	}
-	if e.limited != nil {
-		e.limited.Close()
+	for _, s := range []*httptest.Server{e.public, e.mirror, e.limited} {
+		if s != nil {
+			s.CloseClientConnections()
+			s.Close()
+		}
 	}
 	if e.logs != nil {
 		e.logs.Close()
 	}
-	if os.Getenv("KEEP_E2E_DIR") == "" {
-		os.RemoveAll(e.Dir)
+	if err := teardown(e.Dir, os.Stderr); err != nil {
+		fmt.Fprintln(os.Stderr, "harness:", err)
+	}
+	if e.reaper != nil {
+		e.reaper.Close() // the reaper finds nothing left, and exits
 	}
 }
 

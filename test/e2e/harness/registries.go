@@ -11,7 +11,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -20,8 +19,6 @@ import (
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/registry"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
-	"github.com/google/go-containerregistry/pkg/v1/empty"
-	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 
 	"github.com/pullgate/pullgate/internal/testregistry"
@@ -136,17 +133,24 @@ auth:
 	return host, cmd, nil
 }
 
-// pushImage pushes a random image for platform "os/arch", or an index of one image per
-// platform when given several, as ref.
-func pushImage(ctx context.Context, ref string, auth authn.Authenticator, platforms ...string) (v1.Hash, error) {
+// pushImage pushes an image of testapp for platform "os/arch[/variant]", or an index of one
+// image per platform when given several, as ref; it returns the digest pushed.
+func (e *Env) pushImage(ctx context.Context, ref string, auth authn.Authenticator, platforms ...string) (v1.Hash, error) {
 	r, err := name.ParseReference(ref)
 	if err != nil {
 		return v1.Hash{}, err
 	}
+	var plats []v1.Platform
+	for _, s := range platforms {
+		p, err := parsePlatform(s)
+		if err != nil {
+			return v1.Hash{}, err
+		}
+		plats = append(plats, p)
+	}
 	opts := []remote.Option{remote.WithContext(ctx), remote.WithAuth(auth)}
-	if len(platforms) == 1 {
-		os, arch, _ := strings.Cut(platforms[0], "/")
-		img, err := testregistry.PlatformImage(os, arch)
+	if len(plats) == 1 {
+		img, err := e.images.image(ctx, plats[0], ref)
 		if err != nil {
 			return v1.Hash{}, err
 		}
@@ -155,16 +159,9 @@ func pushImage(ctx context.Context, ref string, auth authn.Authenticator, platfo
 		}
 		return img.Digest()
 	}
-	var idx v1.ImageIndex = empty.Index
-	for _, p := range platforms {
-		os, arch, _ := strings.Cut(p, "/")
-		img, err := testregistry.PlatformImage(os, arch)
-		if err != nil {
-			return v1.Hash{}, err
-		}
-		idx = mutate.AppendManifests(idx, mutate.IndexAddendum{
-			Add: img, Descriptor: v1.Descriptor{Platform: &v1.Platform{OS: os, Architecture: arch}},
-		})
+	idx, err := e.images.index(ctx, ref, plats)
+	if err != nil {
+		return v1.Hash{}, err
 	}
 	if err := remote.WriteIndex(r, idx, opts...); err != nil {
 		return v1.Hash{}, fmt.Errorf("pushing index %s: %w", ref, err)

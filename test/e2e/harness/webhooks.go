@@ -1,6 +1,8 @@
 package harness
 
 import (
+	"context"
+
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
@@ -94,4 +96,43 @@ func MutatingWebhookConfiguration() *admissionregistrationv1.MutatingWebhookConf
 			TimeoutSeconds:          &timeout,
 		}},
 	}
+}
+
+// savedWebhooks are pullgate's webhook configurations as installed, while RemoveWebhooks has
+// them out of the cluster.
+type savedWebhooks struct {
+	validating *admissionregistrationv1.ValidatingWebhookConfiguration
+	mutating   *admissionregistrationv1.MutatingWebhookConfiguration
+}
+
+// RemoveWebhooks deletes pullgate's webhook configurations, as if pullgate were not installed:
+// what the kubelet does with a manifest is then seen on its own. RestoreWebhooks puts them back.
+func (e *Env) RemoveWebhooks(ctx context.Context) error {
+	api := e.Client.AdmissionregistrationV1()
+	v, err := api.ValidatingWebhookConfigurations().Get(ctx, "pullgate", metav1.GetOptions{})
+	if err != nil {
+		return err
+	}
+	m, err := api.MutatingWebhookConfigurations().Get(ctx, "pullgate", metav1.GetOptions{})
+	if err != nil {
+		return err
+	}
+	e.webhooks = savedWebhooks{validating: v, mutating: m}
+	if err := api.ValidatingWebhookConfigurations().Delete(ctx, "pullgate", metav1.DeleteOptions{}); err != nil {
+		return err
+	}
+	return api.MutatingWebhookConfigurations().Delete(ctx, "pullgate", metav1.DeleteOptions{})
+}
+
+// RestoreWebhooks re-creates the configurations RemoveWebhooks deleted.
+func (e *Env) RestoreWebhooks(ctx context.Context) error {
+	api := e.Client.AdmissionregistrationV1()
+	v, m := e.webhooks.validating.DeepCopy(), e.webhooks.mutating.DeepCopy()
+	v.ObjectMeta = metav1.ObjectMeta{Name: v.Name}
+	m.ObjectMeta = metav1.ObjectMeta{Name: m.Name}
+	if _, err := api.ValidatingWebhookConfigurations().Create(ctx, v, metav1.CreateOptions{}); err != nil {
+		return err
+	}
+	_, err := api.MutatingWebhookConfigurations().Create(ctx, m, metav1.CreateOptions{})
+	return err
 }
