@@ -91,7 +91,7 @@ func Start(ctx context.Context, opts Options) (_ *Env, err error) {
 	if assets == "" {
 		assets = filepath.Join(root, "hack", "tools", "bin")
 	}
-	for _, bin := range []string{"kube-apiserver", "etcd", "kubectl", "kubelet", "kube-controller-manager", "kube-scheduler"} {
+	for _, bin := range []string{"kube-apiserver", "etcd", "kubectl", "kubelet", "kube-controller-manager", "kube-scheduler", "containerd2/containerd"} {
 		if _, err := os.Stat(filepath.Join(assets, bin)); err != nil {
 			return nil, fmt.Errorf("%s not found in %s: run `make tools`", bin, assets)
 		}
@@ -174,7 +174,9 @@ func Start(ctx context.Context, opts Options) (_ *Env, err error) {
 			MutatingWebhooks:    []*admissionregistrationv1.MutatingWebhookConfiguration{MutatingWebhookConfiguration()},
 		},
 	}
-	configureAPIServer(e.env, dir)
+	if err := configureAPIServer(e.env, dir); err != nil {
+		return nil, err
+	}
 	cfg, err := e.env.Start()
 	if err != nil {
 		return nil, fmt.Errorf("starting kube-apiserver and etcd: %w", err)
@@ -205,14 +207,22 @@ func Start(ctx context.Context, opts Options) (_ *Env, err error) {
 	if err := e.cluster.startControllers(e.env, assets); err != nil {
 		return nil, err
 	}
-	node, err := e.cluster.newRealNode(1, "node-ctrd16", containerd)
-	if err != nil {
-		return nil, err
+	// Two real nodes, one per containerd generation: they differ in how they match platforms
+	// and in what they refuse to pull (Docker schema 1).
+	runtimes := []struct{ name, binary string }{
+		{"node-ctrd16", containerd},
+		{"node-ctrd2", filepath.Join(assets, "containerd2", "containerd")},
 	}
-	if err := e.cluster.startNode(ctx, e.env, assets, e.Public+"/pullgate-e2e/pause:1.0", node); err != nil {
-		return nil, err
+	for i, rt := range runtimes {
+		node, err := e.cluster.newRealNode(i+1, rt.name, rt.binary)
+		if err != nil {
+			return nil, err
+		}
+		if err := e.cluster.startNode(ctx, e.env, assets, e.Public+"/pullgate-e2e/pause:1.0", node); err != nil {
+			return nil, err
+		}
+		e.cluster.nodes = append(e.cluster.nodes, node)
 	}
-	e.cluster.nodes = append(e.cluster.nodes, node)
 	if err := fakeNode(ctx, e, "arm64-no-kubelet", "arm64"); err != nil {
 		return nil, err
 	}
@@ -318,20 +328,23 @@ func (e *Env) pushImages(ctx context.Context) error {
 		ref       string
 		auth      authn.Authenticator
 		platforms []string
+		index     bool
 	}{
-		{e.Public + "/shop/web:1.4.2", authn.Anonymous, []string{"linux/amd64", "linux/arm64"}},
-		{e.Public + "/shop/web:1.4.1", authn.Anonymous, []string{"linux/amd64", "linux/arm64"}},
-		{e.Public + "/shop/web:1.5.0", authn.Anonymous, []string{"linux/amd64", "linux/arm64"}},
-		{e.Public + "/shop/web:latest", authn.Anonymous, []string{"linux/amd64", "linux/arm64"}},
-		{e.Public + "/shop/worker:2.0", authn.Anonymous, []string{"linux/amd64"}},
-		{e.Public + "/shop/edge-agent:1.0", authn.Anonymous, []string{"linux/arm64"}},
-		{e.Private + "/internal/billing:3.1", private, []string{"linux/amd64", "linux/arm64"}},
-		{e.Mirror + "/hub/shop/web:1.4.2", authn.Anonymous, []string{"linux/amd64", "linux/arm64"}},
+		{e.Public + "/shop/web:1.4.2", authn.Anonymous, []string{"linux/amd64", "linux/arm64"}, false},
+		{e.Public + "/shop/web:1.4.1", authn.Anonymous, []string{"linux/amd64", "linux/arm64"}, false},
+		{e.Public + "/shop/web:1.5.0", authn.Anonymous, []string{"linux/amd64", "linux/arm64"}, false},
+		{e.Public + "/shop/web:latest", authn.Anonymous, []string{"linux/amd64", "linux/arm64"}, false},
+		{e.Public + "/shop/worker:2.0", authn.Anonymous, []string{"linux/amd64"}, false},
+		// arm64 only, as an index (what buildx pushes) and as a single manifest.
+		{e.Public + "/shop/edge-agent:1.0", authn.Anonymous, []string{"linux/arm64"}, true},
+		{e.Public + "/shop/edge-agent:1.0-single", authn.Anonymous, []string{"linux/arm64"}, false},
+		{e.Private + "/internal/billing:3.1", private, []string{"linux/amd64", "linux/arm64"}, false},
+		{e.Mirror + "/hub/shop/web:1.4.2", authn.Anonymous, []string{"linux/amd64", "linux/arm64"}, false},
 		// The nodes' sandbox image.
-		{e.Public + "/pullgate-e2e/pause:1.0", authn.Anonymous, []string{"linux/amd64", "linux/arm64"}},
+		{e.Public + "/pullgate-e2e/pause:1.0", authn.Anonymous, []string{"linux/amd64", "linux/arm64"}, false},
 	}
 	for _, p := range pushes {
-		d, err := e.pushImage(ctx, p.ref, p.auth, p.platforms...)
+		d, err := e.push(ctx, p.ref, p.auth, p.index || len(p.platforms) > 1, p.platforms)
 		if err != nil {
 			return err
 		}

@@ -88,9 +88,12 @@ func newRunID() string {
 // authorizer and NodeRestriction (the kubelet's credentials are a node's), and the
 // ServiceAccount admission plugin, which envtest disables but every real cluster runs (it
 // gives pods their token and copies the ServiceAccount's imagePullSecrets into the pod).
-func configureAPIServer(env *envtest.Environment, dir string) {
+func configureAPIServer(env *envtest.Environment, dir string) error {
 	api := env.ControlPlane.GetAPIServer()
 	api.CertDir = filepath.Join(dir, "apiserver")
+	if err := os.MkdirAll(api.CertDir, 0o700); err != nil {
+		return err
+	}
 	args := api.Configure()
 	args.Set("authorization-mode", "Node,RBAC")
 	args.Disable("disable-admission-plugins")
@@ -100,6 +103,7 @@ func configureAPIServer(env *envtest.Environment, dir string) {
 		env.ControlPlane.Etcd = &envtest.Etcd{}
 	}
 	env.ControlPlane.Etcd.DataDir = filepath.Join(dir, "etcd")
+	return os.MkdirAll(env.ControlPlane.Etcd.DataDir, 0o700)
 }
 
 const serviceCIDR = "10.0.0.0/24"

@@ -24,6 +24,9 @@ type Outcome struct {
 	Ran bool
 	// PullError is the message of the kubelet's "Failed to pull image" event, if any.
 	PullError string
+	// Crash is how the last run of a container that failed ended (exit code, reason,
+	// message): the pull worked, the program did not.
+	Crash string
 	// Images are the images of the pod's containers as stored (after any mutation).
 	Images []string
 }
@@ -46,7 +49,7 @@ func (e *Env) WaitOutcome(ctx context.Context, ns, app string, timeout time.Dura
 		for i := range pods.Items {
 			o := e.outcomeOf(ctx, &pods.Items[i])
 			last = o
-			if o.Ran || (o.PullFailed() && o.Status == "ImagePullBackOff") {
+			if o.Ran || (o.PullFailed() && o.Status == "ImagePullBackOff") || o.Status == "CrashLoopBackOff" {
 				return true
 			}
 		}
@@ -90,11 +93,14 @@ func (e *Env) outcomeOf(ctx context.Context, pod *corev1.Pod) Outcome {
 	}
 	statuses := append(append([]corev1.ContainerStatus{}, pod.Status.InitContainerStatuses...), pod.Status.ContainerStatuses...)
 	for _, s := range statuses {
+		if t := s.LastTerminationState.Terminated; t != nil && t.ExitCode != 0 {
+			o.Crash = strings.TrimSpace(fmt.Sprintf("exit code %d, %s %s", t.ExitCode, t.Reason, t.Message))
+		}
 		switch {
 		case s.State.Waiting != nil && s.State.Waiting.Reason != "":
 			o.Status = s.State.Waiting.Reason
 		case s.State.Running != nil:
-			o.Ran = true
+			o.Ran = o.Crash == ""
 		case s.State.Terminated != nil:
 			o.Ran = s.State.Terminated.ExitCode == 0
 			if o.Ran {

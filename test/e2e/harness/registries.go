@@ -136,6 +136,16 @@ auth:
 // pushImage pushes an image of testapp for platform "os/arch[/variant]", or an index of one
 // image per platform when given several, as ref; it returns the digest pushed.
 func (e *Env) pushImage(ctx context.Context, ref string, auth authn.Authenticator, platforms ...string) (v1.Hash, error) {
+	return e.push(ctx, ref, auth, len(platforms) > 1, platforms)
+}
+
+// pushIndex is pushImage that always pushes an index, even of one platform: what
+// `docker buildx build --platform linux/arm64 --push` makes.
+func (e *Env) pushIndex(ctx context.Context, ref string, auth authn.Authenticator, platforms ...string) (v1.Hash, error) {
+	return e.push(ctx, ref, auth, true, platforms)
+}
+
+func (e *Env) push(ctx context.Context, ref string, auth authn.Authenticator, asIndex bool, platforms []string) (v1.Hash, error) {
 	r, err := name.ParseReference(ref)
 	if err != nil {
 		return v1.Hash{}, err
@@ -149,7 +159,7 @@ func (e *Env) pushImage(ctx context.Context, ref string, auth authn.Authenticato
 		plats = append(plats, p)
 	}
 	opts := []remote.Option{remote.WithContext(ctx), remote.WithAuth(auth)}
-	if len(plats) == 1 {
+	if !asIndex {
 		img, err := e.images.image(ctx, plats[0], ref)
 		if err != nil {
 			return v1.Hash{}, err
