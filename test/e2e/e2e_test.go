@@ -259,7 +259,7 @@ func TestGroundTruth(t *testing.T) {
 	wg.Wait()
 
 	var table strings.Builder
-	fmt.Fprintf(&table, "\n%-32s | %-130s | %s\n", "manifest", "without pullgate (pod status: the kubelet's event)", "with pullgate (kubectl apply)")
+	fmt.Fprintf(&table, "\n%-32s | %-145s | %s\n", "manifest", "without pullgate (pod status: the kubelet's event)", "with pullgate (kubectl apply)")
 	for i, tc := range groundTruth {
 		o := truth[i]
 		without := o.Status + " on " + o.Node
