@@ -149,7 +149,9 @@ func (k *Keyring) ProblemsFor(repo name.Repository) []Problem {
 	var out []Problem
 	image := kubeletImageName(repo)
 	for i, p := range k.Problems {
-		if k.scopes[i].covers(image) {
+		// A problem added by hand (not by ForPod or FromSecrets) has no scope: it could be
+		// about anything.
+		if i >= len(k.scopes) || k.scopes[i].covers(image) {
 			out = append(out, p)
 		}
 	}
@@ -408,7 +410,7 @@ func parseSecret(secret *corev1.Secret) *parsedSecret {
 	if len(skipped) > 0 {
 		// The names are not quoted: a name that is not a URL may be anything.
 		problem(EntrySkipped, scope{names: skipped},
-			"%d entries of secret %q name a registry that is not a valid URL", len(skipped), secret.Name)
+			"%s in secret %q %s not a valid URL", entriesPhrase(len(skipped)), secret.Name, isAre(len(skipped)))
 	}
 	return ps
 }
@@ -489,4 +491,19 @@ func truncate(s string, n int) string {
 		return s
 	}
 	return s[:n] + "…"
+}
+
+// entriesPhrase is "1 entry's registry name", "2 entries' registry names".
+func entriesPhrase(n int) string {
+	if n == 1 {
+		return "1 entry's registry name"
+	}
+	return fmt.Sprintf("%d entries' registry names", n)
+}
+
+func isAre(n int) string {
+	if n == 1 {
+		return "is"
+	}
+	return "are"
 }
