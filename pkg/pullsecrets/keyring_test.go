@@ -177,6 +177,12 @@ func TestCredentials(t *testing.T) {
 		},
 		wantKinds: []ProblemKind{NoUsername},
 	}, {
+		desc: "empty entries, as a config.json with a credential store has, are one problem",
+		secrets: []corev1.Secret{configSecret("desktop",
+			`{"auths":{"ghcr.io":{},"quay.io":{},"registry.example.com":{}},"credsStore":"desktop"}`)},
+		want:      map[string][]string{"quay.io/acme/app:1": {"desktop quay.io anonymous"}},
+		wantKinds: []ProblemKind{NoUsername},
+	}, {
 		desc: "auth wins over username and password, unpadded base64 too",
 		secrets: []corev1.Secret{configSecret("auth",
 			`{"auths":{"registry.example.com":{"username":"ignored","password":"ignored","auth":"`+

@@ -387,7 +387,7 @@ func parseSecret(secret *corev1.Secret) *parsedSecret {
 		return ps
 	}
 
-	var skipped []string
+	var skipped, noUsername []string
 	for _, registry := range slices.Sorted(maps.Keys(cfg)) {
 		key, ok := entryKey(registry)
 		if !ok {
@@ -401,10 +401,16 @@ func parseSecret(secret *corev1.Secret) *parsedSecret {
 		if e.Username != "" {
 			auth = authn.FromConfig(authn.AuthConfig{Username: e.Username, Password: e.Password})
 		} else {
-			problem(NoUsername, scope{keys: []string{key}},
-				"the entry for %q in secret %q has no username (only an identity token, or nothing); the kubelet reads only username and password or auth", truncate(key, 80), secret.Name)
+			noUsername = append(noUsername, key)
 		}
 		ps.entries = append(ps.entries, entry{key: key, auth: auth})
+	}
+	if len(noUsername) > 0 {
+		// One problem per secret: a docker config.json copied from a machine with a
+		// credential store has an empty entry per registry ever logged in to.
+		problem(NoUsername, scope{keys: noUsername},
+			"%s in secret %q no username (only an identity token, or nothing); the kubelet reads only username and password or auth",
+			keysPhrase(noUsername), secret.Name)
 	}
 	slices.SortStableFunc(ps.entries, func(a, b entry) int { return strings.Compare(b.key, a.key) })
 	if len(skipped) > 0 {
@@ -483,6 +489,23 @@ func (s scope) covers(image string) bool {
 		}
 	}
 	return false
+}
+
+// keysPhrase names entries by their keys, at most three: `the entry for "a" has`,
+// `the entries for "a", "b" and 2 more have`.
+func keysPhrase(keys []string) string {
+	var quoted []string
+	for i, k := range keys {
+		if i == 3 {
+			quoted[len(quoted)-1] += fmt.Sprintf(" and %d more", len(keys)-3)
+			break
+		}
+		quoted = append(quoted, fmt.Sprintf("%q", truncate(k, 80)))
+	}
+	if len(keys) == 1 {
+		return "the entry for " + quoted[0] + " has"
+	}
+	return "the entries for " + strings.Join(quoted, ", ") + " have"
 }
 
 // truncate bounds a registry key in a message.
