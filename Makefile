@@ -50,12 +50,23 @@ fuzz: ## A short run of every fuzz target
 	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME) ./pkg/policy/
 	$(GO) test -run '^$$' -fuzz '^FuzzImageReference$$' -fuzztime $(FUZZTIME) ./pkg/validate/
 
+# hack/tools/keyringdiff is its own module (it requires k8s.io/kubernetes, which pullgate
+# must not): the table against the kubelet's own keyring, then a short run of each fuzz target.
+KEYRINGDIFF := cd hack/tools/keyringdiff && GOWORK=off
+
+.PHONY: keyringdiff
+keyringdiff: ## Differential test: pkg/pullsecrets against the kubelet's keyring (k8s.io/kubernetes pkg/credentialprovider)
+	$(KEYRINGDIFF) $(GO) vet ./...
+	$(KEYRINGDIFF) $(GO) test -count=1 ./...
+	$(KEYRINGDIFF) $(GO) test -run '^$$' -fuzz '^FuzzRegistryKeys$$' -fuzztime $(FUZZTIME) .
+	$(KEYRINGDIFF) $(GO) test -run '^$$' -fuzz '^FuzzDockerConfig$$' -fuzztime $(FUZZTIME) .
+
 .PHONY: e2e
 e2e: deps tools ## End-to-end tests: real kube-apiserver, registries, pullgate binary and kubectl
 	$(GO) test -tags e2e -count=1 -timeout 30m -v ./test/e2e/
 
 .PHONY: test
-test: deps tools lint unit fuzz e2e ## Everything CI runs (.ci/run)
+test: deps tools lint unit fuzz keyringdiff e2e ## Everything CI runs (.ci/run)
 
 .PHONY: bench
 bench: deps tools ## Benchmark pullgate against a do-nothing webhook (BENCHMARKS.md); BENCHFLAGS passes flags

@@ -201,12 +201,14 @@ func run(ctx context.Context, cfg config) error {
 		Checker: &validate.Checker{Registry: registries, NodePlatforms: platforms.Get},
 		Policy:  store,
 		Reader:  mgr.GetClient(),
+		// A Secret or ServiceAccount created with the workload may not be in the cache yet.
+		APIReader: mgr.GetAPIReader(),
 		// The zero key when the policy comes from a file: no ConfigMap is guarded.
 		PolicyConfigMap: policyKey,
 	}
 	mgr.GetWebhookServer().Register(pgwebhook.ValidatePath, &admission.Webhook{Handler: validator, LogConstructor: pgwebhook.RequestLogger})
 	mutator := &pgwebhook.Mutator{
-		Mutations: &mutate.Mutator{Registry: registries, Reader: mgr.GetClient(), NodePlatforms: platforms.Get},
+		Mutations: &mutate.Mutator{Registry: registries, Reader: mgr.GetClient(), APIReader: mgr.GetAPIReader(), NodePlatforms: platforms.Get},
 		Policy:    store,
 		Reader:    mgr.GetClient(),
 	}

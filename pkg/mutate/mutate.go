@@ -37,6 +37,9 @@ type Mutator struct {
 	Registry Registry
 	// Reader reads secrets and service accounts; in the webhook it is the manager's cache.
 	Reader client.Reader
+	// APIReader, when set, reads a Secret or ServiceAccount again that Reader does not find
+	// (pullsecrets.WithAPIReader); in the webhook it is the manager's uncached API reader.
+	APIReader client.Reader
 	// NodePlatforms returns the os/arch of the cluster's Ready nodes. When it is nil or returns
 	// nothing, a multi-arch mirror is compared with the original image's platforms instead.
 	NodePlatforms func() []validate.Platform
@@ -93,7 +96,7 @@ func (m *Mutator) Mutate(ctx context.Context, pol *policy.Policy, namespace stri
 	if !mp.Enabled || (len(mp.Mirrors) == 0 && len(mp.PullSecrets) == 0 && !mp.PinDigests) {
 		return Result{}, nil
 	}
-	keyring, err := pullsecrets.ForPod(ctx, m.Reader, namespace, &pod.Spec)
+	keyring, err := pullsecrets.ForPod(ctx, m.Reader, namespace, &pod.Spec, m.readOptions()...)
 	if err != nil {
 		return Result{}, fmt.Errorf("reading the pod's pull secrets: %w", err)
 	}
@@ -120,6 +123,14 @@ func (m *Mutator) Mutate(ctx context.Context, pol *policy.Policy, namespace stri
 	}
 	r.recordOriginals(before)
 	return r.result, nil
+}
+
+// readOptions are the options pull secrets are read with.
+func (m *Mutator) readOptions() []pullsecrets.Option {
+	if m.APIReader == nil {
+		return nil
+	}
+	return []pullsecrets.Option{pullsecrets.WithAPIReader(m.APIReader)}
 }
 
 // run is the state of one Mutate call.
@@ -257,11 +268,11 @@ func (r *run) resolve(ctx context.Context, ref name.Reference) (lookup.Descripto
 // podCredentials are the credentials the pod's pull secrets, including any added by this
 // run, hold for repo.
 func (r *run) podCredentials(repo name.Repository) []pullsecrets.Credential {
-	creds := r.keyring.Credentials(repo)
-	for _, kr := range r.injected {
-		creds = append(creds, kr.Credentials(repo)...)
+	if len(r.injected) == 0 {
+		return r.keyring.Credentials(repo)
 	}
-	return creds
+	// The added secrets join the pod's in one keyring, as the kubelet merges them.
+	return pullsecrets.Join(append([]*pullsecrets.Keyring{r.keyring}, r.injected...)...).Credentials(repo)
 }
 
 // credentials are the credentials a pull from repo would use once the mutations are made:
@@ -293,7 +304,7 @@ func (r *run) candidate(ctx context.Context, secret string) candidate {
 	}
 	kr, err := pullsecrets.ForPod(ctx, r.m.Reader, r.namespace, &corev1.PodSpec{
 		ImagePullSecrets: []corev1.LocalObjectReference{{Name: secret}},
-	})
+	}, r.m.readOptions()...)
 	c := candidate{keyring: kr, err: err}
 	if r.candidates == nil {
 		r.candidates = make(map[string]candidate)
@@ -612,10 +623,11 @@ func (r *run) injectPullSecrets(ctx context.Context) {
 			case c.err != nil:
 				warnOnce(s, fmt.Sprintf("pull secret %q not added: it could not be read", rule.SecretName))
 				continue
-			case len(c.keyring.Problems) > 0:
+			case unusable(c.keyring) != nil:
 				// A secret that does not exist is the namespace's choice, not a problem; one
-				// that exists but cannot be used is worth saying.
-				if p := c.keyring.Problems[0]; p.Kind != pullsecrets.Missing {
+				// that exists but cannot be used is worth saying. One that does not parse
+				// would fail every pull of the pod.
+				if p := unusable(c.keyring); p.Kind != pullsecrets.Missing {
 					warnOnce(s, "pull secret not added: "+p.Detail)
 				}
 				continue
@@ -627,6 +639,19 @@ func (r *run) injectPullSecrets(ctx context.Context) {
 			break
 		}
 	}
+}
+
+// unusable returns the problem that makes a pull-secret rule's secret unusable as a whole,
+// or nil: missing, of a type the kubelet ignores, or not parseable. A secret with some
+// entries skipped can still serve the others.
+func unusable(kr *pullsecrets.Keyring) *pullsecrets.Problem {
+	for i, p := range kr.Problems {
+		switch p.Kind {
+		case pullsecrets.Missing, pullsecrets.WrongType, pullsecrets.Unparseable:
+			return &kr.Problems[i]
+		}
+	}
+	return nil
 }
 
 // addPullSecret appends secret to the pod's imagePullSecrets, after copying the

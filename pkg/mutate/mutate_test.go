@@ -2,6 +2,7 @@ package mutate
 
 import (
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"strings"
 	"testing"
@@ -74,6 +75,11 @@ func newFixture(t *testing.T) *fixture {
 		dockerSecret("othercred", "other.example.com", "x", "y"),
 		&corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: testNS, Name: "opaque"}, Type: corev1.SecretTypeOpaque,
 			Data: map[string][]byte{"token": []byte("x")}},
+		&corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: testNS, Name: "partial"}, Type: corev1.SecretTypeDockerConfigJson,
+			Data: map[string][]byte{corev1.DockerConfigJsonKey: fmt.Appendf(nil,
+				`{"auths":{"bad host":{"username":"x"},%q:{"username":"puller","password":"hunter2"}}}`, f.private.Host)}},
+		&corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: testNS, Name: "garbled"}, Type: corev1.SecretTypeDockerConfigJson,
+			Data: map[string][]byte{corev1.DockerConfigJsonKey: fmt.Appendf(nil, `{"auths":{%q:{"auth":"%%%%%%"}}}`, f.private.Host)}},
 	).Build()
 	return f
 }
@@ -641,6 +647,20 @@ func TestPullSecretInjection(t *testing.T) {
 				return []policy.PullSecretRule{{Registry: f.private.Host, SecretName: "opaque"}}
 			},
 			wantWarnings: []string{`"opaque" has type "Opaque"`},
+		},
+		"the secret has an entry the kubelet skips and a good one: added": {
+			spec: func(f *fixture) corev1.PodSpec { return containers(f.private.Ref("app", ":v1")) },
+			rules: func(f *fixture) []policy.PullSecretRule {
+				return []policy.PullSecretRule{{Registry: f.private.Host, SecretName: "partial"}}
+			},
+			wantSecrets: []string{"partial"},
+		},
+		"the secret does not parse: not added, it would fail every pull": {
+			spec: func(f *fixture) corev1.PodSpec { return containers(f.private.Ref("app", ":v1")) },
+			rules: func(f *fixture) []policy.PullSecretRule {
+				return []policy.PullSecretRule{{Registry: f.private.Host, SecretName: "garbled"}}
+			},
+			wantWarnings: []string{`"garbled" does not hold a docker config the kubelet can parse`},
 		},
 		"no image on the registry": {
 			spec: func(f *fixture) corev1.PodSpec { return containers(f.origin.Ref("app", ":v1")) },

@@ -37,6 +37,23 @@ func (p *Policy) RegistryErrorMode(namespaceLabels map[string]string) Mode {
 	return DefaultOnRegistryError
 }
 
+// MissingSecretInTemplateMode returns what a pull secret or ServiceAccount that does not
+// exist does to a workload's pod template in a namespace with namespaceLabels: the mode of
+// checks.pullSecrets there (ModeFor), softened to OnMissingSecretInTemplate when that is
+// Enforce. As for RegistryErrorMode, a namespace labelled "enforce" keeps
+// OnMissingSecretInTemplate as configured: a secret that is yet to be created is not a
+// definite finding.
+func (p *Policy) MissingSecretInTemplateMode(namespaceLabels map[string]string) Mode {
+	m := p.ModeFor(CheckPullSecrets, namespaceLabels)
+	if m != Enforce {
+		return m
+	}
+	if p.OnMissingSecretInTemplate == Enforce || p.OnMissingSecretInTemplate == Warn {
+		return p.OnMissingSecretInTemplate
+	}
+	return DefaultOnMissingSecretInTemplate
+}
+
 // namespaceMode returns the mode a namespace's labels set, if they set a valid one.
 func (p *Policy) namespaceMode(labels map[string]string) (Mode, bool) {
 	if p.NamespaceModeLabel == "" {

@@ -71,6 +71,43 @@ func TestRegistryErrorMode(t *testing.T) {
 	}
 }
 
+func TestMissingSecretInTemplateMode(t *testing.T) {
+	warn := Default()
+	enforce := Default()
+	enforce.OnMissingSecretInTemplate = Enforce
+	secretsWarn := Default()
+	secretsWarn.Checks[CheckPullSecrets] = Warn
+	secretsOff := Default()
+	secretsOff.OnMissingSecretInTemplate = Enforce
+	secretsOff.Checks[CheckPullSecrets] = Off
+	label := func(v string) map[string]string { return map[string]string{DefaultNamespaceModeLabel: v} }
+
+	tests := map[string]struct {
+		policy *Policy
+		labels map[string]string
+		want   Mode
+	}{
+		"default warns":                          {warn, nil, Warn},
+		"configured enforce":                     {enforce, nil, Enforce},
+		"pullSecrets warn wins over enforce":     {secretsWarn, nil, Warn},
+		"pullSecrets off wins over enforce":      {secretsOff, nil, Off},
+		"namespace off turns it off":             {enforce, label("off"), Off},
+		"namespace warn softens enforce":         {enforce, label("warn"), Warn},
+		"namespace enforce keeps warn":           {warn, label("enforce"), Warn},
+		"namespace enforce keeps enforce":        {enforce, label("enforce"), Enforce},
+		"unset field falls back to warn":         {&Policy{}, nil, Warn},
+		"invalid field falls back to warn":       {&Policy{OnMissingSecretInTemplate: Off}, nil, Warn},
+		"namespace enforce over pullSecrets off": {secretsOff, label("enforce"), Enforce},
+	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			if got := tc.policy.MissingSecretInTemplateMode(tc.labels); got != tc.want {
+				t.Errorf("MissingSecretInTemplateMode(%v) = %q, want %q", tc.labels, got, tc.want)
+			}
+		})
+	}
+}
+
 func TestNamespaceExempt(t *testing.T) {
 	p := Default()
 	if p.NamespaceExempt("kube-system") {

@@ -26,6 +26,9 @@ const (
 	DefaultNamespaceModeLabel = "pullgate.io/mode"
 	// DefaultOnRegistryError is OnRegistryError when the policy does not set it.
 	DefaultOnRegistryError = Warn
+	// DefaultOnMissingSecretInTemplate is OnMissingSecretInTemplate when the policy does not
+	// set it.
+	DefaultOnMissingSecretInTemplate = Warn
 	// MaxSize is the largest policy document Parse and LoadFile read, in bytes (1 MiB, the
 	// most a ConfigMap can hold anyway).
 	MaxSize = 1 << 20
@@ -74,8 +77,9 @@ func (m Mode) Valid() bool {
 
 // Default returns a new policy with every field set to its default: invalidReference,
 // existence, pullSecrets, platform and registryAllowed enforce, unpinnedTag warns; registry
-// errors warn; lookups time out after 5s; tags are cached for 5m, "not found" for 30s, at
-// most 10000 entries per cache; no namespace or image is exempt (the webhook configuration's
+// errors warn; a pull secret or ServiceAccount missing for a workload's pod template warns;
+// lookups time out after 5s; tags are cached for 5m, "not found" for 30s, at most 10000
+// entries per cache; no namespace or image is exempt (the webhook configuration's
 // namespaceSelector exempts kube-system and pullgate's own namespace); every registry is
 // allowed; the namespace label "pullgate.io/mode" overrides modes.
 //
@@ -86,9 +90,10 @@ func Default() *Policy {
 		checks[c] = m
 	}
 	return &Policy{
-		Checks:          checks,
-		OnRegistryError: DefaultOnRegistryError,
-		LookupTimeout:   metav1.Duration{Duration: DefaultLookupTimeout},
+		Checks:                    checks,
+		OnRegistryError:           DefaultOnRegistryError,
+		OnMissingSecretInTemplate: DefaultOnMissingSecretInTemplate,
+		LookupTimeout:             metav1.Duration{Duration: DefaultLookupTimeout},
 		Cache: CachePolicy{
 			TagTTL:      metav1.Duration{Duration: DefaultTagTTL},
 			NegativeTTL: metav1.Duration{Duration: DefaultNegativeTTL},

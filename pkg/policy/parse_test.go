@@ -25,8 +25,9 @@ func TestDefault(t *testing.T) {
 			CheckUnpinnedTag:      Warn,
 			CheckRegistryAllowed:  Enforce,
 		},
-		OnRegistryError: Warn,
-		LookupTimeout:   metav1.Duration{Duration: 5 * time.Second},
+		OnRegistryError:           Warn,
+		OnMissingSecretInTemplate: Warn,
+		LookupTimeout:             metav1.Duration{Duration: 5 * time.Second},
 		Cache: CachePolicy{
 			TagTTL:      metav1.Duration{Duration: 5 * time.Minute},
 			NegativeTTL: metav1.Duration{Duration: 30 * time.Second},
@@ -97,6 +98,10 @@ func TestParseValid(t *testing.T) {
 		"onRegistryError enforce": {
 			doc:  "onRegistryError: enforce",
 			want: func(p *Policy) { p.OnRegistryError = Enforce },
+		},
+		"onMissingSecretInTemplate enforce": {
+			doc:  "onMissingSecretInTemplate: enforce",
+			want: func(p *Policy) { p.OnMissingSecretInTemplate = Enforce },
 		},
 		"explicit zero TTLs are kept, not defaulted": {
 			doc: "cache:\n  tagTTL: 0s\n  negativeTTL: 0s\n",
@@ -235,6 +240,19 @@ func TestParseInvalidFields(t *testing.T) {
 		"onRegistryError unknown": {
 			doc:        "onRegistryError: deny",
 			wantFields: []string{"onRegistryError"},
+		},
+		"onMissingSecretInTemplate off": {
+			doc:        "onMissingSecretInTemplate: off",
+			wantFields: []string{"onMissingSecretInTemplate"},
+			wantText:   `supported values: "enforce", "warn"`,
+		},
+		"onMissingSecretInTemplate misspelt": {
+			doc:        "onMissingSecretsInTemplate: warn",
+			wantFields: []string{"onMissingSecretsInTemplate"},
+		},
+		"onMissingSecretInTemplate in the wrong case": {
+			doc:        "OnMissingSecretInTemplate: warn",
+			wantFields: []string{"OnMissingSecretInTemplate"},
 		},
 		"lookupTimeout zero": {
 			doc:        "lookupTimeout: 0s",
@@ -545,8 +563,8 @@ func TestReadmeExample(t *testing.T) {
 		t.Errorf("the README example's checks differ from the defaults (-default +example):\n%s", diff)
 	}
 	if diff := cmp.Diff(
-		[]any{def.OnRegistryError, def.LookupTimeout, def.Cache, def.NamespaceModeLabel},
-		[]any{p.OnRegistryError, p.LookupTimeout, p.Cache, p.NamespaceModeLabel},
+		[]any{def.OnRegistryError, def.OnMissingSecretInTemplate, def.LookupTimeout, def.Cache, def.NamespaceModeLabel},
+		[]any{p.OnRegistryError, p.OnMissingSecretInTemplate, p.LookupTimeout, p.Cache, p.NamespaceModeLabel},
 	); diff != "" {
 		t.Errorf("the README example's settings differ from the defaults (-default +example):\n%s", diff)
 	}

@@ -42,6 +42,13 @@ type Policy struct {
 	// OnRegistryError is what a registry that cannot be asked (unreachable, timeout, 429,
 	// 5xx) does to an admission: Warn (default) admits with a warning, Enforce denies.
 	OnRegistryError Mode `json:"onRegistryError,omitempty"`
+	// OnMissingSecretInTemplate is what a pull secret or ServiceAccount that does not exist
+	// does to a workload (Deployment, Job, CronJob, ...) whose pods would need it: Warn
+	// (default) admits with a warning, Enforce denies as checks.pullSecrets says. Such objects
+	// are often created together with the workload (helm install, an Argo CD sync, kubectl
+	// apply -f dir/, External Secrets), and the kubelet reads secrets when it pulls. Bare Pods
+	// are not affected: their pulls start at once.
+	OnMissingSecretInTemplate Mode `json:"onMissingSecretInTemplate,omitempty"`
 	// LookupTimeout bounds all registry work for one admission. Default 5s. It must stay
 	// below the webhook configuration's timeoutSeconds.
 	LookupTimeout metav1.Duration `json:"lookupTimeout,omitempty"`

@@ -15,7 +15,8 @@ import (
 )
 
 // Validate reports every problem with p as a *ValidationError, or nil. It expects a
-// complete policy, as Parse and Default produce: an unset OnRegistryError, LookupTimeout,
+// complete policy, as Parse and Default produce: an unset OnRegistryError,
+// OnMissingSecretInTemplate, LookupTimeout,
 // Cache.MaxEntries or NamespaceModeLabel is an error here. Checks may leave checks out
 // (they keep their default mode) but may not name unknown ones.
 func (p *Policy) Validate() error {
@@ -43,6 +44,10 @@ func (p *Policy) validate() field.ErrorList {
 	if p.OnRegistryError != Enforce && p.OnRegistryError != Warn {
 		errs = append(errs, field.NotSupported(field.NewPath("onRegistryError"),
 			shorten(string(p.OnRegistryError)), []Mode{Enforce, Warn}))
+	}
+	if p.OnMissingSecretInTemplate != Enforce && p.OnMissingSecretInTemplate != Warn {
+		errs = append(errs, field.NotSupported(field.NewPath("onMissingSecretInTemplate"),
+			shorten(string(p.OnMissingSecretInTemplate)), []Mode{Enforce, Warn}))
 	}
 
 	timeoutPath := field.NewPath("lookupTimeout")

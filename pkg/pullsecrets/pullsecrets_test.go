@@ -70,8 +70,9 @@ func TestForPod(t *testing.T) {
 				{Secret: "tls", Kind: WrongType}, {Secret: "empty", Kind: WrongType}, {Secret: "garbled", Kind: Unparseable},
 			},
 			wantCreds: map[string][]string{"x.io/app": nil}},
-		{desc: "a missing ServiceAccount means no secrets",
-			spec: corev1.PodSpec{ServiceAccountName: "nobody"}},
+		{desc: "a missing ServiceAccount means no secrets, and is reported",
+			spec:         corev1.PodSpec{ServiceAccountName: "nobody"},
+			wantProblems: []Problem{{ServiceAccount: "nobody", Kind: ServiceAccountMissing}}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.desc, func(t *testing.T) {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 
@@ -35,6 +36,13 @@ type Pod struct {
 	Spec            *corev1.PodSpec
 	// Keyring holds the pull secrets the kubelet would use; nil means none.
 	Keyring *pullsecrets.Keyring
+	// Template says Spec is a workload's pod template (Deployment, Job, ...), whose pods are
+	// created later, rather than a Pod's own spec, whose pulls start at once. A pull secret
+	// or ServiceAccount missing for a template follows the policy's
+	// onMissingSecretInTemplate; a missing ServiceAccount is only reported for a template
+	// (a Pod naming one that does not exist is refused by the ServiceAccount admission
+	// plugin before it gets here).
+	Template bool
 }
 
 // Checker runs the checks. Its zero value is not usable: Registry is required.
@@ -184,7 +192,9 @@ type run struct {
 // policy turns its check off. natural is the severity in enforce mode.
 func (r *run) finding(reason Reason, natural Severity, image, msg, fix string) (Finding, bool) {
 	var mode policy.Mode
-	if check := reason.check(); check != "" {
+	if reason == PullSecretMissing && r.pod.Template {
+		mode = r.pol.MissingSecretInTemplateMode(r.pod.NamespaceLabels)
+	} else if check := reason.check(); check != "" {
 		mode = r.pol.ModeFor(check, r.pod.NamespaceLabels)
 	} else {
 		mode = r.pol.RegistryErrorMode(r.pod.NamespaceLabels)
@@ -239,6 +249,19 @@ func (r *run) checkImage(ctx context.Context, image string, never bool) ([]Findi
 		// The kubelet will not pull: the image must already be on the node.
 		return out, true
 	}
+	if broken := r.pod.Keyring.Unparseable(); len(broken) > 0 {
+		// The kubelet builds no keyring for the pod and fails the pull before it asks any
+		// registry (pkg/kubelet/images/image_manager.go, makeLookupPullCredentialsFunc:
+		// "keyring, err := credentialprovidersecrets.MakeDockerKeyring(...); if err != nil
+		// { return nil, err }"), whatever the image.
+		for _, p := range broken {
+			r.cite(problemKey(p))
+			add(PullSecretInvalid, Deny, p.Detail+", so the kubelet pulls none of the pod's images",
+				fmt.Sprintf("fix the docker config in secret %q (kubectl create secret docker-registry %s ... --dry-run=client -o yaml | kubectl apply -f -) or remove it from imagePullSecrets",
+					p.Secret, p.Secret))
+		}
+		return out, true
+	}
 
 	desc, auth, err := r.resolve(ctx, ref)
 	if err != nil && lookup.CacheOnly(ctx) && needsRegistry(err) {
@@ -267,33 +290,75 @@ type Resolver interface {
 	Resolve(ctx context.Context, ref name.Reference, auth authn.Authenticator) (lookup.Descriptor, error)
 }
 
-// ResolveAsKubelet looks ref up as the kubelet would pull it: with each credential, in
-// order, until one is accepted; anonymously when there is none. It returns the
-// authenticator of the last attempt. When every credential is refused (401/403), the error
-// is a *RejectedError naming the last secret tried.
+// ResolveAsKubelet looks ref up as the kubelet would pull it: with each credential in
+// order until one is accepted, on any error, and without credentials only when there are
+// none (pkg/kubelet/kuberuntime/kuberuntime_image.go, PullImage: "for _, currentCreds :=
+// range credentials { ... if err == nil { return imageRef, &currentCreds, nil };
+// pullErrs = append(pullErrs, err) }", then an aggregate of every error; no anonymous
+// attempt after them). It returns the descriptor and authenticator of the first accepted
+// credential.
+//
+// When every credential fails, the error stands for the whole pull, and is a verdict only
+// when every answer was one:
+//   - any answer that is not a verdict (timeout, unreachable, 429, 5xx, not cached) is
+//     returned as it is: the pull might have worked with that credential, so a registry
+//     failure never becomes a denial;
+//   - else a "not found" (repository or manifest unknown) is returned, with the
+//     authenticator that got it, since that credential was let in to look;
+//   - else (every credential refused, 401/403) a *RejectedError.
 func ResolveAsKubelet(ctx context.Context, reg Resolver, ref name.Reference, creds []pullsecrets.Credential) (lookup.Descriptor, authn.Authenticator, error) {
 	if len(creds) == 0 {
 		desc, err := reg.Resolve(ctx, ref, authn.Anonymous)
 		return desc, authn.Anonymous, err
 	}
-	var rejected error
+	var (
+		undecided, notFound         error
+		undecidedAuth, notFoundAuth authn.Authenticator
+		rejected                    = &RejectedError{Anonymous: true}
+	)
 	for _, cred := range creds {
 		desc, err := reg.Resolve(ctx, ref, cred.Auth)
 		if err == nil {
 			return desc, cred.Auth, nil
 		}
-		if k := lookup.KindOf(err); k != lookup.KindUnauthorized && k != lookup.KindDenied {
-			return desc, cred.Auth, err
+		switch kind := lookup.KindOf(err); {
+		case !kind.IsVerdict():
+			if undecided == nil {
+				undecided, undecidedAuth = err, cred.Auth
+			}
+		case kind == lookup.KindRepositoryUnknown || kind == lookup.KindManifestUnknown:
+			if notFound == nil {
+				notFound, notFoundAuth = err, cred.Auth
+			}
+		default:
+			rejected.Secret, rejected.Err = cred.Secret, err
+			if !slices.Contains(rejected.Secrets, cred.Secret) {
+				rejected.Secrets = append(rejected.Secrets, cred.Secret)
+			}
+			rejected.Anonymous = rejected.Anonymous && cred.Auth == authn.Anonymous
 		}
-		rejected = &RejectedError{Secret: cred.Secret, Err: err}
+	}
+	switch {
+	case undecided != nil:
+		return lookup.Descriptor{}, undecidedAuth, undecided
+	case notFound != nil:
+		return lookup.Descriptor{}, notFoundAuth, notFound
 	}
 	return lookup.Descriptor{}, creds[len(creds)-1].Auth, rejected
 }
 
-// RejectedError is an auth failure with the credentials of a named pull secret.
+// RejectedError is the registry refusing (401/403) every credential the pod's pull secrets
+// hold for an image.
 type RejectedError struct {
+	// Secret is the secret of the last credential refused, the kubelet's last attempt.
 	Secret string
-	Err    error
+	// Secrets are the secrets whose credentials were refused, in the order tried, each once.
+	Secrets []string
+	// Anonymous says that every refused credential was an entry without a username, which
+	// the container runtime sends no credentials for.
+	Anonymous bool
+	// Err is the last refusal.
+	Err error
 }
 
 func (e *RejectedError) Error() string { return fmt.Sprintf("secret %q: %v", e.Secret, e.Err) }
@@ -312,23 +377,37 @@ func (r *run) lookupFindings(ctx context.Context, ref name.Reference, image stri
 
 	var rejected *RejectedError
 	if errors.As(err, &rejected) {
-		if lookup.KindOf(err) == lookup.KindDenied {
-			add(CredentialsRejected, Deny,
-				fmt.Sprintf("the credentials in pull secret %q may not pull %s", rejected.Secret, repoName),
-				fmt.Sprintf("grant that account pull access to %s, or use a secret whose account has it", repoName))
-		} else {
-			add(CredentialsRejected, Deny,
-				fmt.Sprintf("registry %s rejected the credentials in pull secret %q", host, rejected.Secret),
-				fmt.Sprintf("renew the secret: kubectl create secret docker-registry %s --docker-server=%s --docker-username=USER --docker-password=TOKEN -n %s --dry-run=client -o yaml | kubectl apply -f -",
-					rejected.Secret, host, r.pod.Namespace))
+		secrets := secretsPhrase(rejected.Secrets)
+		renew := rejected.Secret
+		if len(rejected.Secrets) > 1 {
+			renew = "NAME"
 		}
-		r.cite(rejected.Secret)
+		recreate := fmt.Sprintf("kubectl create secret docker-registry %s --docker-server=%s --docker-username=USER --docker-password=TOKEN -n %s --dry-run=client -o yaml | kubectl apply -f -",
+			renew, host, r.pod.Namespace)
+		switch {
+		case rejected.Anonymous:
+			// The entries matched, but without a username the runtime sent nothing.
+			add(PullSecretInvalid, Deny,
+				fmt.Sprintf("registry %s needs credentials and the entry for it in %s has no username, so the node pulls anonymously", host, secrets),
+				"give it a username and password or auth (the kubelet does not read identity tokens): "+recreate)
+		case lookup.KindOf(err) == lookup.KindDenied:
+			add(CredentialsRejected, Deny,
+				fmt.Sprintf("the credentials in %s may not pull %s", secrets, repoName),
+				fmt.Sprintf("grant that account pull access to %s, or use a secret whose account has it", repoName))
+		default:
+			add(CredentialsRejected, Deny,
+				fmt.Sprintf("registry %s rejected the credentials in %s", host, secrets),
+				"renew the secret: "+recreate)
+		}
+		for _, s := range rejected.Secrets {
+			r.cite(s)
+		}
 		return out
 	}
 
 	switch kind := lookup.KindOf(err); kind {
 	case lookup.KindUnauthorized, lookup.KindDenied:
-		out = append(out, r.noCredentialFindings(image, host, repoName)...)
+		out = append(out, r.noCredentialFindings(repo, image, host, repoName)...)
 	case lookup.KindRepositoryUnknown:
 		add(ImageNotFound, Deny, fmt.Sprintf("repository %s does not exist", repoName),
 			"check the image name and registry host for typos, or push the image first")
@@ -350,8 +429,20 @@ func (r *run) lookupFindings(ctx context.Context, ref name.Reference, image stri
 	return out
 }
 
-// noCredentialFindings explains an anonymous pull the registry refused.
-func (r *run) noCredentialFindings(image, host, repoName string) []Finding {
+// secretsPhrase names pull secrets in a message: `pull secret "a"`, `pull secrets "a", "b"`.
+func secretsPhrase(names []string) string {
+	quoted := make([]string, len(names))
+	for i, n := range names {
+		quoted[i] = fmt.Sprintf("%q", n)
+	}
+	if len(quoted) == 1 {
+		return "pull secret " + quoted[0]
+	}
+	return "pull secrets " + strings.Join(quoted, ", ")
+}
+
+// noCredentialFindings explains a pull without credentials that the registry refused.
+func (r *run) noCredentialFindings(repo name.Repository, image, host, repoName string) []Finding {
 	var out []Finding
 	add := func(reason Reason, msg, fix string) {
 		if f, ok := r.finding(reason, Deny, image, msg, fix); ok {
@@ -361,18 +452,28 @@ func (r *run) noCredentialFindings(image, host, repoName string) []Finding {
 	ns := r.pod.Namespace
 	create := fmt.Sprintf("kubectl create secret docker-registry NAME --docker-server=%s --docker-username=USER --docker-password=TOKEN -n %s", host, ns)
 	kr := r.pod.Keyring
-	if len(kr.Problems) > 0 {
-		// The pod meant to send credentials; the listed secret that cannot be used is the cause.
-		for _, p := range kr.Problems {
-			r.cite(p.Secret)
-			if p.Kind == pullsecrets.Missing {
-				add(PullSecretMissing, fmt.Sprintf("registry %s needs credentials and pull secret %q does not exist", host, p.Secret),
-					strings.Replace(create, "NAME", p.Secret, 1))
-			} else {
-				add(PullSecretInvalid, fmt.Sprintf("registry %s needs credentials and %s", host, p.Detail),
-					"recreate it: "+strings.Replace(create, "NAME", p.Secret, 1))
-			}
+	// The pod meant to send credentials: a listed secret that cannot be used is the cause,
+	// if it could hold an entry for this registry at all.
+	var blamed bool
+	for _, p := range kr.ProblemsFor(repo) {
+		if !r.reported(p) {
+			continue
 		}
+		blamed = true
+		r.cite(problemKey(p))
+		switch p.Kind {
+		case pullsecrets.Missing:
+			add(PullSecretMissing, fmt.Sprintf("registry %s needs credentials and pull secret %q does not exist", host, p.Secret),
+				strings.Replace(create, "NAME", p.Secret, 1))
+		case pullsecrets.ServiceAccountMissing:
+			add(PullSecretMissing, fmt.Sprintf("registry %s needs credentials and service account %q, whose pull secrets the pods would get, does not exist", host, p.ServiceAccount),
+				fmt.Sprintf("create service account %q with imagePullSecrets for %s, or list a pull secret under the template's imagePullSecrets", p.ServiceAccount, host))
+		default:
+			add(PullSecretInvalid, fmt.Sprintf("registry %s needs credentials and %s", host, p.Detail),
+				"recreate it: "+strings.Replace(create, "NAME", p.Secret, 1))
+		}
+	}
+	if blamed {
 		return out
 	}
 	if len(kr.SecretNames) > 0 {
@@ -468,29 +569,55 @@ func containsPlatform(ps []Platform, p Platform) bool {
 	return false
 }
 
-func (r *run) cite(secret string) {
+// problemKey is what cite records for a problem: its secret, or its ServiceAccount.
+func problemKey(p pullsecrets.Problem) string {
+	if p.Kind == pullsecrets.ServiceAccountMissing {
+		return "serviceaccount/" + p.ServiceAccount
+	}
+	return p.Secret
+}
+
+// cite records that a deny-level finding names key (a secret, or problemKey's
+// ServiceAccount), so that unusedSecretProblems does not repeat it.
+func (r *run) cite(key string) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.citedSecrets == nil {
 		r.citedSecrets = make(map[string]bool)
 	}
-	r.citedSecrets[secret] = true
+	r.citedSecrets[key] = true
 }
 
-// unusedSecretProblems reports listed pull secrets the kubelet cannot use that no deny-level
-// finding already blamed. The pull may still work (anonymously, or with another secret), so
-// they warn.
+// reported says whether a problem is one to tell the pod's author about: a missing
+// ServiceAccount only for a template (see Pod.Template).
+func (r *run) reported(p pullsecrets.Problem) bool {
+	return p.Kind != pullsecrets.ServiceAccountMissing || r.pod.Template
+}
+
+// unusedSecretProblems reports problems of the listed pull secrets (and the ServiceAccount)
+// that no deny-level finding already blamed. The pull may still work (anonymously, or with
+// another secret), so they warn.
 func (r *run) unusedSecretProblems() []Finding {
 	var out []Finding
 	for _, p := range r.pod.Keyring.Problems {
-		if r.citedSecrets[p.Secret] {
+		if !r.reported(p) || r.citedSecrets[problemKey(p)] {
 			continue
 		}
-		reason, fix := PullSecretInvalid, fmt.Sprintf("fix or remove secret %q from imagePullSecrets", p.Secret)
-		if p.Kind == pullsecrets.Missing {
+		reason, effect, fix := PullSecretInvalid, "the kubelet skips it", fmt.Sprintf("fix or remove secret %q from imagePullSecrets", p.Secret)
+		switch p.Kind {
+		case pullsecrets.Missing:
 			reason, fix = PullSecretMissing, fmt.Sprintf("create secret %q or remove it from imagePullSecrets", p.Secret)
+		case pullsecrets.ServiceAccountMissing:
+			reason, effect = PullSecretMissing, "its pods cannot be created until it exists"
+			fix = fmt.Sprintf("create service account %q or name one that exists in serviceAccountName", p.ServiceAccount)
+		case pullsecrets.EntrySkipped:
+			effect = "the kubelet skips those entries"
+		case pullsecrets.NoUsername:
+			effect = "the node pulls anonymously with it"
+		case pullsecrets.Unparseable:
+			effect = "while it is listed the kubelet pulls none of the pod's images"
 		}
-		if f, ok := r.finding(reason, Warn, "", p.Detail+"; the kubelet skips it", fix); ok {
+		if f, ok := r.finding(reason, Warn, "", p.Detail+"; "+effect, fix); ok {
 			out = append(out, f)
 		}
 	}

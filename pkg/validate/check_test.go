@@ -364,3 +364,217 @@ func TestCheck(t *testing.T) {
 		})
 	}
 }
+
+// credentialGate makes a registry answer as one that knows the user "puller" (password
+// "s3cret"), answers the user "other" with fault, and refuses anyone else: a registry that
+// hides repositories from accounts without access (404), or fails for some (5xx).
+func credentialGate(fault func(w http.ResponseWriter)) func(next http.Handler) http.Handler {
+	return func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+			switch u, p, ok := req.BasicAuth(); {
+			case ok && u == "puller" && p == "s3cret":
+				next.ServeHTTP(w, req)
+			case ok && u == "other":
+				fault(w)
+			default:
+				w.Header().Set("WWW-Authenticate", `Basic realm="gate"`)
+				w.Header().Set("Content-Type", "application/json")
+				w.WriteHeader(http.StatusUnauthorized)
+				fmt.Fprint(w, `{"errors":[{"code":"UNAUTHORIZED","message":"authentication required"}]}`)
+			}
+		})
+	}
+}
+
+// TestCheckAsTheKubeletsKeyring covers what the kubelet's keyring and pull do with a pod's
+// secrets (issue 12, items 2-5 and 17): every matching entry tried, most specific first, on
+// any error; a secret that does not parse fails every pull; one bad entry is skipped, not the
+// secret; an identity token is not a credential; a secret missing for a workload's template
+// warns.
+func TestCheckAsTheKubeletsKeyring(t *testing.T) {
+	f := newFixture(t)
+	priv := f.private
+	hiding := testregistry.New(t)
+	hiding.PushImage(t, "secret/app", "v1", "linux", "amd64")
+	hiding.SetMiddleware(credentialGate(func(w http.ResponseWriter) {
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusNotFound)
+		fmt.Fprint(w, `{"errors":[{"code":"NAME_UNKNOWN","message":"repository name not known to registry"}]}`)
+	}))
+	flaky := testregistry.New(t)
+	flaky.PushImage(t, "secret/app", "v1", "linux", "amd64")
+	flaky.SetMiddleware(credentialGate(func(w http.ResponseWriter) { w.WriteHeader(http.StatusServiceUnavailable) }))
+	throttled := testregistry.New(t)
+	throttled.PushImage(t, "secret/app", "v1", "linux", "amd64")
+	throttled.SetMiddleware(credentialGate(func(w http.ResponseWriter) {
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusTooManyRequests)
+		fmt.Fprint(w, `{"errors":[{"code":"TOOMANYREQUESTS","message":"slow down"}]}`)
+	}))
+
+	config := func(name, cfg string) *corev1.Secret {
+		return &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}, Type: corev1.SecretTypeDockerConfigJson,
+			Data: map[string][]byte{corev1.DockerConfigJsonKey: []byte(cfg)}}
+	}
+	entry := func(user, pass string) string {
+		return fmt.Sprintf(`{"username":%q,"password":%q}`, user, pass)
+	}
+	reader := fake.NewClientBuilder().WithObjects(
+		dockerConfigSecret("good", priv.Host, "puller", "s3cret"),
+		dockerConfigSecret("wrong", priv.Host, "puller", "guess"),
+		config("layered", fmt.Sprintf(`{"auths":{%q:%s,%q:%s}}`,
+			priv.Host+"/secret", entry("puller", "guess"), priv.Host, entry("puller", "s3cret"))),
+		config("partial", fmt.Sprintf(`{"auths":{%q:%s,%q:%s}}`,
+			priv.Host+":port", entry("x", "y"), priv.Host, entry("puller", "s3cret"))),
+		config("token", fmt.Sprintf(`{"auths":{%q:{"identitytoken":"s3cret"}}}`, priv.Host)),
+		config("garbled", `{"auths":{"x.example.com":{"auth":"%%%"}}}`),
+		&corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "mistyped"}, Type: corev1.SecretTypeDockercfg,
+			Data: map[string][]byte{corev1.DockerConfigJsonKey: []byte(`{"auths":{"other.example.com":{"username":"u","password":"p"}}}`)}},
+		dockerConfigSecret("other-hiding", hiding.Host, "other", "x"),
+		dockerConfigSecret("good-hiding", hiding.Host, "puller", "s3cret"),
+		dockerConfigSecret("wrong-hiding", hiding.Host, "puller", "guess"),
+		dockerConfigSecret("stale-hiding", hiding.Host, "puller", "guess-again"),
+		dockerConfigSecret("other-flaky", flaky.Host, "other", "x"),
+		dockerConfigSecret("good-flaky", flaky.Host, "puller", "s3cret"),
+		dockerConfigSecret("wrong-flaky", flaky.Host, "puller", "guess"),
+		dockerConfigSecret("other-throttled", throttled.Host, "other", "x"),
+		dockerConfigSecret("wrong-throttled", throttled.Host, "puller", "guess"),
+	).Build()
+	withSecrets := func(spec corev1.PodSpec, names ...string) corev1.PodSpec {
+		for _, n := range names {
+			spec.ImagePullSecrets = append(spec.ImagePullSecrets, corev1.LocalObjectReference{Name: n})
+		}
+		return spec
+	}
+	enforceMissing := testPolicy()
+	enforceMissing.OnMissingSecretInTemplate = policy.Enforce
+
+	tests := []struct {
+		desc     string
+		spec     corev1.PodSpec
+		template bool
+		pol      *policy.Policy
+		want     []brief
+		wantText []string
+	}{{
+		desc: "item 2: the second matching entry of a secret is tried when the first is refused",
+		spec: withSecrets(pod(priv.Ref("secret/app", ":v1")), "layered"),
+	}, {
+		desc: "item 3: a 404 for one credential does not stop the next",
+		spec: withSecrets(pod(hiding.Ref("secret/app", ":v1")), "other-hiding", "good-hiding"),
+	}, {
+		desc: "item 3: a 503 for one credential does not stop the next",
+		spec: withSecrets(pod(flaky.Ref("secret/app", ":v1")), "other-flaky", "good-flaky"),
+	}, {
+		desc:     "item 3: a 503 for one credential and a refusal for the other is not a verdict",
+		spec:     withSecrets(pod(flaky.Ref("secret/app", ":v1")), "wrong-flaky", "other-flaky"),
+		want:     []brief{{validate.RegistryError, "c0", validate.Warn}},
+		wantText: []string{"503"},
+	}, {
+		desc: "item 3: a 429 for one credential and a refusal for the other is not a verdict",
+		spec: withSecrets(pod(throttled.Ref("secret/app", ":v1")), "other-throttled", "wrong-throttled"),
+		want: []brief{{validate.RegistryRateLimited, "c0", validate.Warn}},
+	}, {
+		desc:     "item 3: a refusal and a 404 are both definite: not found",
+		spec:     withSecrets(pod(hiding.Ref("secret/app", ":v1")), "wrong-hiding", "other-hiding"),
+		want:     []brief{{validate.ImageNotFound, "c0", validate.Deny}},
+		wantText: []string{"secret/app does not exist"},
+	}, {
+		desc:     "every credential refused names every secret",
+		spec:     withSecrets(pod(hiding.Ref("secret/app", ":v1")), "wrong-hiding", "good", "stale-hiding"),
+		want:     []brief{{validate.CredentialsRejected, "c0", validate.Deny}},
+		wantText: []string{`rejected the credentials in pull secrets "wrong-hiding", "stale-hiding"`},
+	}, {
+		desc:     "item 4: a secret that does not parse fails every pull, even a public image's",
+		spec:     withSecrets(pod(f.public.Ref("team/multi", ":v1"), priv.Ref("secret/app", ":v1")), "good", "garbled"),
+		want:     []brief{{validate.PullSecretInvalid, "c0", validate.Deny}, {validate.PullSecretInvalid, "c1", validate.Deny}},
+		wantText: []string{`secret "garbled"`, "pulls none of the pod's images", "base64", `secret "garbled"`},
+	}, {
+		desc: "item 4: an entry that is not a URL is skipped, the secret's other entry is used",
+		spec: withSecrets(pod(priv.Ref("secret/app", ":v1")), "partial"),
+		want: []brief{{validate.PullSecretInvalid, "", validate.Warn}},
+	}, {
+		desc:     "item 4: an entry with only an identity token is an anonymous pull",
+		spec:     withSecrets(pod(priv.Ref("secret/app", ":v1")), "token"),
+		want:     []brief{{validate.PullSecretInvalid, "c0", validate.Deny}},
+		wantText: []string{`pull secret "token" has no username`, "identity tokens"},
+	}, {
+		desc:     "item 5: a secret missing for a workload's template warns",
+		spec:     withSecrets(pod(priv.Ref("secret/app", ":v1")), "later"),
+		template: true,
+		want:     []brief{{validate.PullSecretMissing, "c0", validate.Warn}},
+		wantText: []string{`pull secret "later" does not exist`},
+	}, {
+		desc:     "item 5: a secret missing for a workload's template denies under onMissingSecretInTemplate: enforce",
+		spec:     withSecrets(pod(priv.Ref("secret/app", ":v1")), "later"),
+		template: true,
+		pol:      enforceMissing,
+		want:     []brief{{validate.PullSecretMissing, "c0", validate.Deny}},
+	}, {
+		desc: "item 5: a secret missing for a Pod denies",
+		spec: withSecrets(pod(priv.Ref("secret/app", ":v1")), "later"),
+		want: []brief{{validate.PullSecretMissing, "c0", validate.Deny}},
+	}, {
+		desc: "item 5: a ServiceAccount missing for a workload's template warns",
+		spec: func() corev1.PodSpec {
+			s := pod(priv.Ref("secret/app", ":v1"))
+			s.ServiceAccountName = "deployer"
+			return s
+		}(),
+		template: true,
+		want:     []brief{{validate.PullSecretMissing, "c0", validate.Warn}},
+		wantText: []string{`service account "deployer"`},
+	}, {
+		desc: "item 5: a ServiceAccount missing for a Pod is no finding of its own",
+		spec: func() corev1.PodSpec {
+			s := pod(priv.Ref("secret/app", ":v1"))
+			s.ServiceAccountName = "deployer"
+			return s
+		}(),
+		want: []brief{{validate.NoCredentials, "c0", validate.Deny}},
+	}, {
+		desc:     "item 17: a listed secret that parsed without an entry for the registry is not blamed",
+		spec:     withSecrets(pod(priv.Ref("secret/app", ":v1")), "mistyped"),
+		want:     []brief{{validate.NoCredentials, "c0", validate.Deny}, {validate.PullSecretInvalid, "", validate.Warn}},
+		wantText: []string{"no pull secret (mistyped) has an entry"},
+	}}
+	for _, tc := range tests {
+		t.Run(tc.desc, func(t *testing.T) {
+			pol := tc.pol
+			if pol == nil {
+				pol = testPolicy()
+			}
+			checker := &validate.Checker{Registry: registrycache.New(
+				registrycache.WithDialPolicy(registrycache.DialPolicy{AllowLoopback: true}),
+				registrycache.WithBreaker(0, 0),
+			)}
+			spec := tc.spec
+			kr, err := pullsecrets.ForPod(t.Context(), reader, ns, &spec)
+			if err != nil {
+				t.Fatalf("ForPod: %v", err)
+			}
+			got := checker.Check(t.Context(), pol, validate.Pod{Namespace: ns, Spec: &spec, Keyring: kr, Template: tc.template})
+			var briefs []brief
+			for _, g := range got {
+				briefs = append(briefs, brief{g.Reason, g.Container, g.Severity})
+				if g.Message == "" || g.Fix == "" {
+					t.Errorf("finding %s has no message or fix: %+v", g.Reason, g)
+				}
+				if strings.Contains(g.Message+g.Fix, "s3cret") || strings.Contains(g.Message+g.Fix, "guess") {
+					t.Errorf("finding leaks a credential: %+v", g)
+				}
+			}
+			if diff := cmp.Diff(tc.want, briefs, cmpopts.EquateEmpty()); diff != "" {
+				t.Fatalf("findings (-want +got):\n%s\nall: %+v", diff, got)
+			}
+			if len(tc.wantText) > 0 {
+				text := got[0].Message + " " + got[0].Fix
+				for _, w := range tc.wantText {
+					if !strings.Contains(text, w) {
+						t.Errorf("finding text %q does not contain %q", text, w)
+					}
+				}
+			}
+		})
+	}
+}

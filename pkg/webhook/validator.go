@@ -31,6 +31,9 @@ type Validator struct {
 	// Reader reads namespaces, secrets and service accounts; in the webhook it is the
 	// manager's cache.
 	Reader client.Reader
+	// APIReader, when set, reads a Secret or ServiceAccount again that Reader does not find
+	// (pullsecrets.WithAPIReader); in the webhook it is the manager's uncached API reader.
+	APIReader client.Reader
 	// PolicyConfigMap, when set, is the ConfigMap holding the policy: writes of it that do
 	// not parse are denied.
 	PolicyConfigMap types.NamespacedName
@@ -83,7 +86,11 @@ func (v *Validator) handle(ctx context.Context, req admission.Request) admission
 	ctx, cancel := context.WithTimeout(ctx, pol.LookupTimeout.Duration)
 	defer cancel()
 
-	keyring, err := pullsecrets.ForPod(ctx, v.Reader, req.Namespace, spec)
+	var opts []pullsecrets.Option
+	if v.APIReader != nil {
+		opts = append(opts, pullsecrets.WithAPIReader(v.APIReader))
+	}
+	keyring, err := pullsecrets.ForPod(ctx, v.Reader, req.Namespace, spec, opts...)
 	if err != nil {
 		// Not knowing the secrets is a failure of pullgate, not a verdict on the pod.
 		log.Error(err, "Reading pull secrets")
@@ -95,6 +102,8 @@ func (v *Validator) handle(ctx context.Context, req admission.Request) admission
 		NamespaceLabels: nsLabels,
 		Spec:            spec,
 		Keyring:         keyring,
+		// Every kind but Pod carries a template whose pods are created later.
+		Template: kind != "Pod",
 	})
 	for _, f := range findings {
 		findingsTotal.WithLabelValues(string(f.Reason), string(f.Severity)).Inc()

@@ -365,3 +365,68 @@ func TestManyFindingsStayWithinKubectlLimits(t *testing.T) {
 		t.Errorf("no summary warning: %q", last)
 	}
 }
+
+// A pull secret created together with the workload (helm install, an Argo CD sync) may not
+// be in the informer yet: it is read again from the API server, and one still missing only
+// warns on a workload, whose pods are created later, unless the policy says enforce.
+func TestSecretCreatedWithTheWorkload(t *testing.T) {
+	w := newWorld(t)
+	image := w.private.Ref("app", ":v1")
+	withSecret := func(name string) corev1.PodSpec {
+		s := containers(image)
+		s.ImagePullSecrets = []corev1.LocalObjectReference{{Name: name}}
+		return s
+	}
+	deployment := func(spec corev1.PodSpec) *appsv1.Deployment {
+		return &appsv1.Deployment{
+			TypeMeta:   metav1.TypeMeta{APIVersion: "apps/v1", Kind: "Deployment"},
+			ObjectMeta: metav1.ObjectMeta{Namespace: testNS, Name: "web"},
+			Spec:       appsv1.DeploymentSpec{Template: corev1.PodTemplateSpec{Spec: spec}},
+		}
+	}
+	deployKind := metav1.GroupVersionKind{Group: "apps", Version: "v1", Kind: "Deployment"}
+	// The API server has the secret "fresh"; the cache (w.reader) does not.
+	api := fake.NewClientBuilder().WithObjects(testregistry.PullSecret(testNS, "fresh", w.private.Host, "puller", "hunter2")).Build()
+	enforce := basePolicy()
+	enforce.OnMissingSecretInTemplate = policy.Enforce
+
+	tests := []struct {
+		desc        string
+		req         admission.Request
+		pol         *policy.Policy
+		api         client.Reader
+		wantAllowed bool
+		wantWarning string
+	}{
+		{desc: "a Pod whose secret only the API server has yet is admitted",
+			req: request(t, admissionv1.Create, podKind, testNS, podObject(testNS, withSecret("fresh")), nil), api: api, wantAllowed: true},
+		{desc: "a Pod whose secret exists nowhere is denied",
+			req: request(t, admissionv1.Create, podKind, testNS, podObject(testNS, withSecret("later")), nil), api: api},
+		{desc: "a Deployment whose secret exists nowhere yet is admitted with a warning",
+			req: request(t, admissionv1.Create, deployKind, testNS, deployment(withSecret("later")), nil), api: api,
+			wantAllowed: true, wantWarning: `pull secret "later" does not exist`},
+		{desc: "a Deployment whose secret exists nowhere is denied under onMissingSecretInTemplate: enforce",
+			req: request(t, admissionv1.Create, deployKind, testNS, deployment(withSecret("later")), nil), api: api, pol: enforce},
+	}
+	for _, tc := range tests {
+		t.Run(tc.desc, func(t *testing.T) {
+			pol := tc.pol
+			if pol == nil {
+				pol = basePolicy()
+			}
+			v := w.validator(pol)
+			v.APIReader = tc.api
+			resp := v.Handle(t.Context(), tc.req)
+			if resp.Allowed != tc.wantAllowed {
+				t.Fatalf("allowed = %v, want %v (%v)", resp.Allowed, tc.wantAllowed, resp.Result)
+			}
+			warnings := strings.Join(resp.Warnings, "\n")
+			if tc.wantWarning != "" && !strings.Contains(warnings, tc.wantWarning) {
+				t.Errorf("warnings %q do not contain %q", warnings, tc.wantWarning)
+			}
+			if tc.wantAllowed && tc.wantWarning == "" && len(resp.Warnings) > 0 {
+				t.Errorf("unexpected warnings: %q", warnings)
+			}
+		})
+	}
+}

@@ -107,6 +107,7 @@ policy:
     unpinnedTag: enforce
     existence: warn
   onRegistryError: enforce
+  onMissingSecretInTemplate: enforce
   lookupTimeout: 9500ms
   cache:
     tagTTL: 1m30s
@@ -141,6 +142,7 @@ policy:
 	want.Checks[policy.CheckUnpinnedTag] = policy.Enforce
 	want.Checks[policy.CheckExistence] = policy.Warn
 	want.OnRegistryError = policy.Enforce
+	want.OnMissingSecretInTemplate = policy.Enforce
 	want.LookupTimeout = metav1.Duration{Duration: 9500 * time.Millisecond}
 	want.Cache.TagTTL = metav1.Duration{Duration: 90 * time.Second}
 	want.Cache.NegativeTTL = metav1.Duration{Duration: 5 * time.Second}
