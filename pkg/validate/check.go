@@ -71,25 +71,56 @@ func (c *Checker) parse(image string) (name.Reference, error) {
 // tagListLimit bounds the tag listing behind "did you mean" suggestions.
 const tagListLimit = 1000
 
-// container is one container of any of the three kinds, as the checks see it.
+// container is one image the kubelet pulls for a pod, as the checks see it: a container's
+// of any of the three kinds, or an image volume's.
 type container struct {
 	name, image string
 	never       bool
+	// volume says name is an image volume's (spec.volumes[].image), not a container's.
+	volume bool
 }
 
+// containersOf lists every image the kubelet pulls for the containers of spec: theirs, of
+// all three kinds, and those of the image volumes they mount.
+//
+// Image volumes are pulled like container images: the kubelet's getImageVolumes
+// (pkg/kubelet/kuberuntime/kuberuntime_manager.go) calls the same
+// "m.imagePuller.EnsureImageExists(ctx, objectRef, pod, volume.Image.Reference, pullSecrets,
+// podSandboxConfig, podRuntimeHandler, volume.Image.PullPolicy)", with the pod's pull
+// secrets, before it starts any container. A failed pull fails only the containers that
+// mount the volume (toKubeContainerImageVolumes walks "container.VolumeMounts"), so a volume
+// no container of spec mounts is left out: its pull failing stops nothing. An empty pull
+// policy (a template the API server has not defaulted) is not Never: SetDefaults_Volume
+// (pkg/apis/core/v1/defaults.go) makes it Always for :latest, IfNotPresent otherwise.
 func containersOf(spec *corev1.PodSpec) []container {
 	var out []container
-	add := func(name, image string, policy corev1.PullPolicy) {
+	var mounted map[string]bool
+	add := func(name, image string, policy corev1.PullPolicy, mounts []corev1.VolumeMount) {
 		out = append(out, container{name: name, image: image, never: policy == corev1.PullNever})
+		if len(spec.Volumes) == 0 {
+			return
+		}
+		for _, m := range mounts {
+			if mounted == nil {
+				mounted = make(map[string]bool)
+			}
+			mounted[m.Name] = true
+		}
 	}
 	for _, c := range spec.InitContainers {
-		add(c.Name, c.Image, c.ImagePullPolicy)
+		add(c.Name, c.Image, c.ImagePullPolicy, c.VolumeMounts)
 	}
 	for _, c := range spec.Containers {
-		add(c.Name, c.Image, c.ImagePullPolicy)
+		add(c.Name, c.Image, c.ImagePullPolicy, c.VolumeMounts)
 	}
 	for _, c := range spec.EphemeralContainers {
-		add(c.Name, c.Image, c.ImagePullPolicy)
+		add(c.Name, c.Image, c.ImagePullPolicy, c.VolumeMounts)
+	}
+	for _, v := range spec.Volumes {
+		if v.Image == nil || !mounted[v.Name] {
+			continue
+		}
+		out = append(out, container{name: v.Name, image: v.Image.Reference, never: v.Image.PullPolicy == corev1.PullNever, volume: true})
 	}
 	return out
 }
@@ -161,7 +192,11 @@ func (c *Checker) Check(ctx context.Context, pol *policy.Policy, pod Pod) []Find
 	var findings []Finding
 	for _, ctr := range containers {
 		for _, f := range results[key{ctr.image, ctr.never}] {
-			f.Container = ctr.name
+			if ctr.volume {
+				f.Volume = ctr.name
+			} else {
+				f.Container = ctr.name
+			}
 			findings = append(findings, f)
 		}
 	}

@@ -192,11 +192,15 @@ func respond(kind string, findings []validate.Finding) admission.Response {
 	return resp
 }
 
-// subject names what a finding is about: `[TagNotFound] container "app" (image "x")`.
+// subject names what a finding is about: `[TagNotFound] container "app" (image "x")`, or
+// `volume "models"` for an image volume's.
 func subject(f validate.Finding) string {
 	s := "[" + string(f.Reason) + "]"
 	if f.Container != "" {
 		s += fmt.Sprintf(" container %q", f.Container)
+	}
+	if f.Volume != "" {
+		s += fmt.Sprintf(" volume %q", f.Volume)
 	}
 	if f.Image != "" {
 		s += fmt.Sprintf(" (image %q)", truncateRunes(f.Image, 100))
