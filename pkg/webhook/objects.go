@@ -2,6 +2,7 @@ package webhook
 
 import (
 	"fmt"
+	"slices"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
@@ -185,6 +186,27 @@ func pullRelevantChange(old, cur *corev1.PodSpec) bool {
 		return v
 	}
 	return !equality.Semantic.DeepEqual(view(old), view(cur))
+}
+
+// changedImages returns the containers of cur whose image differs from that of the container
+// of the same name in old, or that old does not have. An update of a Pod (not of one of its
+// subresources) can change nothing else that makes the kubelet pull: ValidatePodUpdate
+// (k8s.io/kubernetes pkg/apis/core/validation/validation.go) lets it change only
+// "spec.containers[*].image", "spec.initContainers[*].image", activeDeadlineSeconds,
+// terminationGracePeriodSeconds, schedulingGates (removals), tolerations (additions) and,
+// while the pod is gated, nodeSelector and node affinity (additions), and refuses to add or
+// remove containers ("pod updates may not add or remove containers"). Pull policies, pull
+// secrets, the ServiceAccount and volumes are immutable. The kubelet restarts a container
+// whose image changed, pulling the new one as its pull policy says.
+func changedImages(old, cur []corev1.Container) []corev1.Container {
+	var out []corev1.Container
+	for _, c := range cur {
+		i := slices.IndexFunc(old, func(o corev1.Container) bool { return o.Name == c.Name })
+		if i < 0 || old[i].Image != c.Image {
+			out = append(out, c)
+		}
+	}
+	return out
 }
 
 // newEphemeralContainers returns the ephemeral containers of cur that old does not have: an

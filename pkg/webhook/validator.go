@@ -122,6 +122,10 @@ func (v *Validator) specToCheck(req admission.Request) (*corev1.PodSpec, bool, e
 		}
 		return podSpecOf(req.Kind, req.Object.Raw)
 	case admissionv1.Update:
+		// Of the subresources, only kubectl debug's adds something to pull.
+		if req.SubResource != "" && (req.Kind.Kind != "Pod" || req.SubResource != "ephemeralcontainers") {
+			return nil, false, nil
+		}
 	default:
 		return nil, false, nil
 	}
@@ -135,19 +139,25 @@ func (v *Validator) specToCheck(req admission.Request) (*corev1.PodSpec, bool, e
 		return nil, true, fmt.Errorf("decoding old object: %w", err)
 	}
 	if req.Kind.Kind == "Pod" {
-		if req.SubResource != "ephemeralcontainers" {
-			return nil, false, nil
-		}
-		added := newEphemeralContainers(old, cur)
-		if len(added) == 0 {
-			return nil, false, nil
-		}
-		// Only the new containers will be pulled, with the pod's secrets and placement.
+		// Only the containers that are new or have a new image will be pulled, with the
+		// pod's secrets and placement (by now, often its node). The pod's image volumes
+		// cannot change (see changedImages) and were checked when it was created.
 		only := cur.DeepCopy()
-		only.InitContainers, only.Containers, only.EphemeralContainers = nil, nil, added
+		only.Volumes = nil
+		if req.SubResource == "ephemeralcontainers" {
+			only.InitContainers, only.Containers = nil, nil
+			only.EphemeralContainers = newEphemeralContainers(old, cur)
+		} else {
+			only.InitContainers = changedImages(old.InitContainers, cur.InitContainers)
+			only.Containers = changedImages(old.Containers, cur.Containers)
+			only.EphemeralContainers = nil
+		}
+		if len(only.InitContainers)+len(only.Containers)+len(only.EphemeralContainers) == 0 {
+			return nil, false, nil
+		}
 		return only, true, nil
 	}
-	if req.SubResource != "" || !pullRelevantChange(old, cur) {
+	if !pullRelevantChange(old, cur) {
 		return nil, false, nil
 	}
 	return cur, true, nil

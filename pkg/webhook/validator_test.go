@@ -254,7 +254,8 @@ func TestRequestRouting(t *testing.T) {
 		{"cronjob with a bad image", request(t, admissionv1.Create, metav1.GroupVersionKind{Group: "batch", Version: "v1", Kind: "CronJob"}, testNS, cronJob, nil), false},
 		{"deployment update to a bad image", request(t, admissionv1.Update, deployKind, testNS, deployment(bad, 1), deployment(good, 1)), false},
 		{"deployment update of replicas only is not looked up", request(t, admissionv1.Update, deployKind, testNS, deployment(bad, 3), deployment(bad, 1)), true},
-		{"pod update that is not the ephemeral subresource", request(t, admissionv1.Update, podKind, testNS, podObject(testNS, containers(bad)), podObject(testNS, containers(good))), true},
+		{"pod update to a bad image", request(t, admissionv1.Update, podKind, testNS, podObject(testNS, containers(bad)), podObject(testNS, containers(good))), false},
+		{"pod update that changes no image", request(t, admissionv1.Update, podKind, testNS, podObject(testNS, containers(bad)), podObject(testNS, containers(bad))), true},
 		{"deletion", request(t, admissionv1.Delete, podKind, testNS, nil, podObject(testNS, containers(bad))), true},
 		{"unknown kind", request(t, admissionv1.Create, metav1.GroupVersionKind{Version: "v1", Kind: "Service"}, testNS, podObject(testNS, containers(bad)), nil), true},
 	}
