@@ -128,6 +128,9 @@ func containersOf(spec *corev1.PodSpec) []container {
 // Check returns every finding for pod under pol, with severities decided by the policy;
 // findings whose check is off are left out.
 func (c *Checker) Check(ctx context.Context, pol *policy.Policy, pod Pod) []Finding {
+	if pol.AllOff(pod.NamespaceLabels) {
+		return nil
+	}
 	if pod.Keyring == nil {
 		pod.Keyring = &pullsecrets.Keyring{}
 	}
@@ -135,6 +138,11 @@ func (c *Checker) Check(ctx context.Context, pol *policy.Policy, pod Pod) []Find
 	if c.NodePlatforms != nil && pol.ModeFor(policy.CheckPlatform, pod.NamespaceLabels) != policy.Off {
 		r.platforms = schedulablePlatforms(c.NodePlatforms(), pod.Spec)
 	}
+	// A look-up can only end in a finding of these checks, or in a registry error that
+	// says one of them could not be made: with all of them off, none is made.
+	r.lookups = len(r.platforms) > 0 ||
+		pol.ModeFor(policy.CheckExistence, pod.NamespaceLabels) != policy.Off ||
+		pol.ModeFor(policy.CheckPullSecrets, pod.NamespaceLabels) != policy.Off
 
 	// Containers that share an image (and pull policy) share one look-up.
 	containers := containersOf(pod.Spec)
@@ -209,6 +217,8 @@ type run struct {
 	pol       *policy.Policy
 	pod       Pod
 	platforms []Platform
+	// lookups is false when no finding could come of asking a registry: no look-up is made.
+	lookups bool
 
 	mu sync.Mutex
 	// citedSecrets are secrets a deny-level finding already names.
@@ -270,8 +280,9 @@ func (r *run) checkImage(ctx context.Context, image string, never bool) ([]Findi
 		add(UnpinnedTag, Deny, "image has no tag or uses :latest, so nodes may run different versions",
 			"pin a version tag or a digest (image:1.2.3 or image@sha256:…)")
 	}
-	if never {
-		// The kubelet will not pull: the image must already be on the node.
+	if never || !r.lookups {
+		// never: the kubelet will not pull, the image must already be on the node.
+		// !lookups: nothing a look-up could find would be reported.
 		return out, true
 	}
 

@@ -79,6 +79,12 @@ func (v *Validator) handle(ctx context.Context, req admission.Request) admission
 	default:
 		log.Error(err, "Reading namespace labels; using the cluster-wide policy")
 	}
+	if pol.AllOff(nsLabels) {
+		// Nothing could be reported (a namespace labelled off): read no secret, ask no
+		// registry.
+		admissionsTotal.WithLabelValues(kind, "skipped").Inc()
+		return admission.Allowed("")
+	}
 
 	ctx, cancel := context.WithTimeout(ctx, pol.LookupTimeout.Duration)
 	defer cancel()
