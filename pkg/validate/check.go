@@ -455,8 +455,12 @@ func (r *run) manifestUnknownFindings(ctx context.Context, ref name.Reference, i
 			"pin a digest that exists (resolve a current tag) or push the image again")
 	case name.Tag:
 		fix := "use an existing tag or push this one"
-		if close := closestTags(ref.TagStr(), tags, 3); len(close) > 0 {
-			fix = "use an existing tag (closest: " + strings.Join(close, ", ") + ") or push this one"
+		if kind, some := suggestTags(ref.TagStr(), tags, 3); len(some) > 0 {
+			if kind != suggestClosest && len(tags) >= tagListLimit {
+				// Only the first tagListLimit tags were read: the newest may be past them.
+				kind += fmt.Sprintf(" of the first %d listed", tagListLimit)
+			}
+			fix = "use an existing tag (" + kind + ": " + strings.Join(some, ", ") + ") or push this one"
 		}
 		add(TagNotFound, fmt.Sprintf("tag %q does not exist in %s", ref.TagStr(), repoName), fix)
 	}

@@ -157,6 +157,11 @@ func TestCheck(t *testing.T) {
 		want:     []brief{{validate.TagNotFound, "c0", validate.Deny}},
 		wantText: []string{`tag "v1.0.1" does not exist`, "v1.0.0", "v1.1.0"},
 	}, {
+		desc:     "tag close to no existing one suggests the newest versions",
+		spec:     pod(pub.Ref("team/app", ":v999")),
+		want:     []brief{{validate.TagNotFound, "c0", validate.Deny}},
+		wantText: []string{`tag "v999" does not exist`, "(newest: v2.0.0, v1.1.0, v1.0.0)"},
+	}, {
 		desc:     "digest that does not exist",
 		spec:     pod(pub.Ref("team/app", "@sha256:"+strings.Repeat("0", 64))),
 		want:     []brief{{validate.DigestNotFound, "c0", validate.Deny}},
