@@ -54,6 +54,21 @@ func (p *Policy) MissingSecretInTemplateMode(namespaceLabels map[string]string) 
 	return DefaultOnMissingSecretInTemplate
 }
 
+// AllOff reports whether nothing can be reported for a pod in a namespace with
+// namespaceLabels: every check is off and so are registry errors (the namespace's
+// NamespaceModeLabel says "off"). Such a pod needs no look-up of any kind.
+func (p *Policy) AllOff(namespaceLabels map[string]string) bool {
+	if p.RegistryErrorMode(namespaceLabels) != Off {
+		return false
+	}
+	for _, c := range Checks() {
+		if p.ModeFor(c, namespaceLabels) != Off {
+			return false
+		}
+	}
+	return true
+}
+
 // namespaceMode returns the mode a namespace's labels set, if they set a valid one.
 func (p *Policy) namespaceMode(labels map[string]string) (Mode, bool) {
 	if p.NamespaceModeLabel == "" {

@@ -108,6 +108,33 @@ func TestMissingSecretInTemplateMode(t *testing.T) {
 	}
 }
 
+func TestAllOff(t *testing.T) {
+	everyCheckOff := Default()
+	for _, c := range Checks() {
+		everyCheckOff.Checks[c] = Off
+	}
+	label := func(v string) map[string]string { return map[string]string{DefaultNamespaceModeLabel: v} }
+	tests := map[string]struct {
+		policy *Policy
+		labels map[string]string
+		want   bool
+	}{
+		"default policy":                              {Default(), nil, false},
+		"namespace labelled off":                      {Default(), label("off"), true},
+		"namespace labelled warn":                     {Default(), label("warn"), false},
+		"every check off, registry errors still warn": {everyCheckOff, nil, false},
+		"every check off, namespace labelled off":     {everyCheckOff, label("off"), true},
+		"every check off, namespace labelled enforce": {everyCheckOff, label("enforce"), false},
+	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			if got := tc.policy.AllOff(tc.labels); got != tc.want {
+				t.Errorf("AllOff(%v) = %v, want %v", tc.labels, got, tc.want)
+			}
+		})
+	}
+}
+
 func TestNamespaceExempt(t *testing.T) {
 	p := Default()
 	if p.NamespaceExempt("kube-system") {

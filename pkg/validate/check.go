@@ -79,25 +79,56 @@ func (c *Checker) parse(image string) (name.Reference, error) {
 // tagListLimit bounds the tag listing behind "did you mean" suggestions.
 const tagListLimit = 1000
 
-// container is one container of any of the three kinds, as the checks see it.
+// container is one image the kubelet pulls for a pod, as the checks see it: a container's
+// of any of the three kinds, or an image volume's.
 type container struct {
 	name, image string
 	never       bool
+	// volume says name is an image volume's (spec.volumes[].image), not a container's.
+	volume bool
 }
 
+// containersOf lists every image the kubelet pulls for the containers of spec: theirs, of
+// all three kinds, and those of the image volumes they mount.
+//
+// Image volumes are pulled like container images: the kubelet's getImageVolumes
+// (pkg/kubelet/kuberuntime/kuberuntime_manager.go) calls the same
+// "m.imagePuller.EnsureImageExists(ctx, objectRef, pod, volume.Image.Reference, pullSecrets,
+// podSandboxConfig, podRuntimeHandler, volume.Image.PullPolicy)", with the pod's pull
+// secrets, before it starts any container. A failed pull fails only the containers that
+// mount the volume (toKubeContainerImageVolumes walks "container.VolumeMounts"), so a volume
+// no container of spec mounts is left out: its pull failing stops nothing. An empty pull
+// policy (a template the API server has not defaulted) is not Never: SetDefaults_Volume
+// (pkg/apis/core/v1/defaults.go) makes it Always for :latest, IfNotPresent otherwise.
 func containersOf(spec *corev1.PodSpec) []container {
 	var out []container
-	add := func(name, image string, policy corev1.PullPolicy) {
+	var mounted map[string]bool
+	add := func(name, image string, policy corev1.PullPolicy, mounts []corev1.VolumeMount) {
 		out = append(out, container{name: name, image: image, never: policy == corev1.PullNever})
+		if len(spec.Volumes) == 0 {
+			return
+		}
+		for _, m := range mounts {
+			if mounted == nil {
+				mounted = make(map[string]bool)
+			}
+			mounted[m.Name] = true
+		}
 	}
 	for _, c := range spec.InitContainers {
-		add(c.Name, c.Image, c.ImagePullPolicy)
+		add(c.Name, c.Image, c.ImagePullPolicy, c.VolumeMounts)
 	}
 	for _, c := range spec.Containers {
-		add(c.Name, c.Image, c.ImagePullPolicy)
+		add(c.Name, c.Image, c.ImagePullPolicy, c.VolumeMounts)
 	}
 	for _, c := range spec.EphemeralContainers {
-		add(c.Name, c.Image, c.ImagePullPolicy)
+		add(c.Name, c.Image, c.ImagePullPolicy, c.VolumeMounts)
+	}
+	for _, v := range spec.Volumes {
+		if v.Image == nil || !mounted[v.Name] {
+			continue
+		}
+		out = append(out, container{name: v.Name, image: v.Image.Reference, never: v.Image.PullPolicy == corev1.PullNever, volume: true})
 	}
 	return out
 }
@@ -105,6 +136,9 @@ func containersOf(spec *corev1.PodSpec) []container {
 // Check returns every finding for pod under pol, with severities decided by the policy;
 // findings whose check is off are left out.
 func (c *Checker) Check(ctx context.Context, pol *policy.Policy, pod Pod) []Finding {
+	if pol.AllOff(pod.NamespaceLabels) {
+		return nil
+	}
 	if pod.Keyring == nil {
 		pod.Keyring = &pullsecrets.Keyring{}
 	}
@@ -112,6 +146,11 @@ func (c *Checker) Check(ctx context.Context, pol *policy.Policy, pod Pod) []Find
 	if c.NodePlatforms != nil && pol.ModeFor(policy.CheckPlatform, pod.NamespaceLabels) != policy.Off {
 		r.platforms = schedulablePlatforms(c.NodePlatforms(), pod.Spec)
 	}
+	// A look-up can only end in a finding of these checks, or in a registry error that
+	// says one of them could not be made: with all of them off, none is made.
+	r.lookups = len(r.platforms) > 0 ||
+		pol.ModeFor(policy.CheckExistence, pod.NamespaceLabels) != policy.Off ||
+		pol.ModeFor(policy.CheckPullSecrets, pod.NamespaceLabels) != policy.Off
 
 	// Containers that share an image (and pull policy) share one look-up.
 	containers := containersOf(pod.Spec)
@@ -169,7 +208,11 @@ func (c *Checker) Check(ctx context.Context, pol *policy.Policy, pod Pod) []Find
 	var findings []Finding
 	for _, ctr := range containers {
 		for _, f := range results[key{ctr.image, ctr.never}] {
-			f.Container = ctr.name
+			if ctr.volume {
+				f.Volume = ctr.name
+			} else {
+				f.Container = ctr.name
+			}
 			findings = append(findings, f)
 		}
 	}
@@ -182,6 +225,8 @@ type run struct {
 	pol       *policy.Policy
 	pod       Pod
 	platforms []Platform
+	// lookups is false when no finding could come of asking a registry: no look-up is made.
+	lookups bool
 
 	mu sync.Mutex
 	// citedSecrets are secrets a deny-level finding already names.
@@ -245,8 +290,9 @@ func (r *run) checkImage(ctx context.Context, image string, never bool) ([]Findi
 		add(UnpinnedTag, Deny, "image has no tag or uses :latest, so nodes may run different versions",
 			"pin a version tag or a digest (image:1.2.3 or image@sha256:…)")
 	}
-	if never {
-		// The kubelet will not pull: the image must already be on the node.
+	if never || !r.lookups {
+		// never: the kubelet will not pull, the image must already be on the node.
+		// !lookups: nothing a look-up could find would be reported.
 		return out, true
 	}
 	if broken := r.pod.Keyring.Unparseable(); len(broken) > 0 {
@@ -510,8 +556,12 @@ func (r *run) manifestUnknownFindings(ctx context.Context, ref name.Reference, i
 			"pin a digest that exists (resolve a current tag) or push the image again")
 	case name.Tag:
 		fix := "use an existing tag or push this one"
-		if close := closestTags(ref.TagStr(), tags, 3); len(close) > 0 {
-			fix = "use an existing tag (closest: " + strings.Join(close, ", ") + ") or push this one"
+		if kind, some := suggestTags(ref.TagStr(), tags, 3); len(some) > 0 {
+			if kind != suggestClosest && len(tags) >= tagListLimit {
+				// Only the first tagListLimit tags were read: the newest may be past them.
+				kind += fmt.Sprintf(" of the first %d listed", tagListLimit)
+			}
+			fix = "use an existing tag (" + kind + ": " + strings.Join(some, ", ") + ") or push this one"
 		}
 		add(TagNotFound, fmt.Sprintf("tag %q does not exist in %s", ref.TagStr(), repoName), fix)
 	}

@@ -157,6 +157,11 @@ func TestCheck(t *testing.T) {
 		want:     []brief{{validate.TagNotFound, "c0", validate.Deny}},
 		wantText: []string{`tag "v1.0.1" does not exist`, "v1.0.0", "v1.1.0"},
 	}, {
+		desc:     "tag close to no existing one suggests the newest versions",
+		spec:     pod(pub.Ref("team/app", ":v999")),
+		want:     []brief{{validate.TagNotFound, "c0", validate.Deny}},
+		wantText: []string{`tag "v999" does not exist`, "(newest: v2.0.0, v1.1.0, v1.0.0)"},
+	}, {
 		desc:     "digest that does not exist",
 		spec:     pod(pub.Ref("team/app", "@sha256:"+strings.Repeat("0", 64))),
 		want:     []brief{{validate.DigestNotFound, "c0", validate.Deny}},
@@ -574,6 +579,119 @@ func TestCheckAsTheKubeletsKeyring(t *testing.T) {
 						t.Errorf("finding text %q does not contain %q", text, w)
 					}
 				}
+			}
+		})
+	}
+}
+
+// TestCheckImageVolumes: the image of an image volume is checked like a container's, with
+// the pod's pull secrets and the volume's pull policy, when a container mounts it; its
+// findings name the volume, not a container.
+func TestCheckImageVolumes(t *testing.T) {
+	f := newFixture(t)
+	pub, priv := f.public, f.private
+	type target struct {
+		Reason            validate.Reason
+		Container, Volume string
+	}
+	volume := func(name, image string, policy corev1.PullPolicy) corev1.Volume {
+		return corev1.Volume{Name: name, VolumeSource: corev1.VolumeSource{Image: &corev1.ImageVolumeSource{Reference: image, PullPolicy: policy}}}
+	}
+	mount := func(names ...string) []corev1.VolumeMount {
+		var out []corev1.VolumeMount
+		for _, n := range names {
+			out = append(out, corev1.VolumeMount{Name: n, MountPath: "/" + n})
+		}
+		return out
+	}
+	good := pub.Ref("team/multi", ":v1")
+	tests := []struct {
+		desc string
+		spec corev1.PodSpec
+		want []target
+	}{{
+		desc: "a mounted image volume whose repository does not exist",
+		spec: corev1.PodSpec{
+			Volumes:    []corev1.Volume{volume("models", pub.Ref("team/nope", ":v1"), "")},
+			Containers: []corev1.Container{{Name: "app", Image: good, VolumeMounts: mount("models")}},
+		},
+		want: []target{{validate.ImageNotFound, "", "models"}},
+	}, {
+		desc: "a volume and a container of the same bad image get a finding each",
+		spec: corev1.PodSpec{
+			Volumes:    []corev1.Volume{volume("models", pub.Ref("team/app", ":v9"), corev1.PullIfNotPresent)},
+			Containers: []corev1.Container{{Name: "app", Image: pub.Ref("team/app", ":v9"), VolumeMounts: mount("models")}},
+		},
+		want: []target{{validate.TagNotFound, "app", ""}, {validate.TagNotFound, "", "models"}},
+	}, {
+		desc: "pull policy Never skips the registry",
+		spec: corev1.PodSpec{
+			Volumes:    []corev1.Volume{volume("models", pub.Ref("team/nope", ":v1"), corev1.PullNever)},
+			Containers: []corev1.Container{{Name: "app", Image: good, VolumeMounts: mount("models")}},
+		},
+	}, {
+		desc: "a volume no container mounts is not checked",
+		spec: corev1.PodSpec{
+			Volumes:    []corev1.Volume{volume("models", pub.Ref("team/nope", ":v1"), "")},
+			Containers: []corev1.Container{{Name: "app", Image: good}},
+		},
+	}, {
+		desc: "an ephemeral container's mount counts",
+		spec: corev1.PodSpec{
+			Volumes: []corev1.Volume{volume("models", pub.Ref("team/nope", ":v1"), "")},
+			EphemeralContainers: []corev1.EphemeralContainer{{EphemeralContainerCommon: corev1.EphemeralContainerCommon{
+				Name: "debug", Image: good, VolumeMounts: mount("models")}}},
+		},
+		want: []target{{validate.ImageNotFound, "", "models"}},
+	}, {
+		desc: "a private volume image with the pod's pull secret",
+		spec: corev1.PodSpec{
+			ImagePullSecrets: []corev1.LocalObjectReference{{Name: "good"}},
+			Volumes:          []corev1.Volume{volume("models", priv.Ref("secret/app", ":v1"), "")},
+			Containers:       []corev1.Container{{Name: "app", Image: good, VolumeMounts: mount("models")}},
+		},
+	}, {
+		desc: "a private volume image without pull secrets",
+		spec: corev1.PodSpec{
+			Volumes:    []corev1.Volume{volume("models", priv.Ref("secret/app", ":v1"), "")},
+			Containers: []corev1.Container{{Name: "app", Image: good, VolumeMounts: mount("models")}},
+		},
+		want: []target{{validate.NoCredentials, "", "models"}},
+	}, {
+		desc: "a volume image built for another platform than the nodes'",
+		spec: corev1.PodSpec{
+			Volumes:    []corev1.Volume{volume("models", pub.Ref("team/armonly", ":v1"), "")},
+			Containers: []corev1.Container{{Name: "app", Image: good, VolumeMounts: mount("models")}},
+		},
+		want: []target{{validate.PlatformMismatch, "", "models"}},
+	}, {
+		desc: "an unpinned volume image",
+		spec: corev1.PodSpec{
+			Volumes:    []corev1.Volume{volume("models", pub.Ref("team/multi", ""), "")},
+			Containers: []corev1.Container{{Name: "app", Image: good, VolumeMounts: mount("models")}},
+		},
+		want: []target{{validate.UnpinnedTag, "", "models"}, {validate.TagNotFound, "", "models"}},
+	}}
+	for _, tc := range tests {
+		t.Run(tc.desc, func(t *testing.T) {
+			checker := &validate.Checker{
+				Registry: registrycache.New(
+					registrycache.WithDialPolicy(registrycache.DialPolicy{AllowLoopback: true}),
+					registrycache.WithBreaker(0, 0),
+				),
+				NodePlatforms: func() []validate.Platform { return []validate.Platform{{OS: "linux", Architecture: "amd64"}} },
+			}
+			spec := tc.spec
+			kr, err := pullsecrets.ForPod(t.Context(), f.reader, ns, &spec)
+			if err != nil {
+				t.Fatalf("ForPod: %v", err)
+			}
+			var got []target
+			for _, g := range checker.Check(t.Context(), testPolicy(), validate.Pod{Namespace: ns, Spec: &spec, Keyring: kr}) {
+				got = append(got, target{g.Reason, g.Container, g.Volume})
+			}
+			if diff := cmp.Diff(tc.want, got, cmpopts.EquateEmpty()); diff != "" {
+				t.Errorf("findings (-want +got):\n%s", diff)
 			}
 		})
 	}

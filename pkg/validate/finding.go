@@ -61,13 +61,18 @@ const (
 	Warn Severity = "warn"
 )
 
-// Finding is one reason one container's image will not pull (or should be fixed).
+// Finding is one reason the image of one container or image volume will not pull (or
+// should be fixed).
 type Finding struct {
 	Reason Reason
-	// Container is the container's name; empty for findings about the pod as a whole.
+	// Container is the container's name; empty for findings about an image volume or the
+	// pod as a whole.
 	Container string
-	Image     string
-	Severity  Severity
+	// Volume is the image volume's name (spec.volumes[].name) for findings about the image
+	// of an image volume; empty otherwise.
+	Volume   string
+	Image    string
+	Severity Severity
 	// Message names the cause in one line.
 	Message string
 	// Fix says what to do about it in one line.

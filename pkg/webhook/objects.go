@@ -2,6 +2,7 @@ package webhook
 
 import (
 	"fmt"
+	"slices"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
@@ -58,8 +59,10 @@ type pullSpec struct {
 	InitContainers      []pullContainer               `json:"initContainers"`
 	Containers          []pullContainer               `json:"containers"`
 	EphemeralContainers []pullContainer               `json:"ephemeralContainers"`
+	Volumes             []pullVolume                  `json:"volumes"`
 	ImagePullSecrets    []corev1.LocalObjectReference `json:"imagePullSecrets"`
 	ServiceAccountName  string                        `json:"serviceAccountName"`
+	NodeName            string                        `json:"nodeName"`
 	NodeSelector        map[string]string             `json:"nodeSelector"`
 	Affinity            *struct {
 		NodeAffinity *corev1.NodeAffinity `json:"nodeAffinity"`
@@ -70,63 +73,112 @@ type pullContainer struct {
 	Name            string            `json:"name"`
 	Image           string            `json:"image"`
 	ImagePullPolicy corev1.PullPolicy `json:"imagePullPolicy"`
+	// VolumeMounts matter for image volumes only: a failed pull of one fails the containers
+	// that mount it.
+	VolumeMounts []pullMount `json:"volumeMounts"`
+}
+
+type pullMount struct {
+	Name string `json:"name"`
+}
+
+// pullVolume is a volume as far as pulls go: an image volume (spec.volumes[].image) is
+// pulled like a container's image.
+type pullVolume struct {
+	Name  string                    `json:"name"`
+	Image *corev1.ImageVolumeSource `json:"image"`
 }
 
 func (p *pullSpec) podSpec() *corev1.PodSpec {
 	spec := &corev1.PodSpec{
 		ImagePullSecrets:   p.ImagePullSecrets,
 		ServiceAccountName: p.ServiceAccountName,
+		NodeName:           p.NodeName,
 		NodeSelector:       p.NodeSelector,
 	}
 	if p.Affinity != nil && p.Affinity.NodeAffinity != nil {
 		spec.Affinity = &corev1.Affinity{NodeAffinity: p.Affinity.NodeAffinity}
 	}
+	for _, v := range p.Volumes {
+		if v.Image != nil {
+			spec.Volumes = append(spec.Volumes, corev1.Volume{Name: v.Name, VolumeSource: corev1.VolumeSource{Image: v.Image}})
+		}
+	}
+	// Mounts are kept only when there is an image volume they could name.
+	withMounts := len(spec.Volumes) > 0
 	// corev1.Container is over a kilobyte: size each slice once instead of growing it.
-	spec.InitContainers = containersOf(p.InitContainers)
-	spec.Containers = containersOf(p.Containers)
+	spec.InitContainers = containersOf(p.InitContainers, withMounts)
+	spec.Containers = containersOf(p.Containers, withMounts)
 	if len(p.EphemeralContainers) > 0 {
 		spec.EphemeralContainers = make([]corev1.EphemeralContainer, len(p.EphemeralContainers))
 		for i, c := range p.EphemeralContainers {
 			spec.EphemeralContainers[i].EphemeralContainerCommon = corev1.EphemeralContainerCommon{Name: c.Name, Image: c.Image, ImagePullPolicy: c.ImagePullPolicy}
+			if withMounts {
+				spec.EphemeralContainers[i].VolumeMounts = mountsOf(c.VolumeMounts)
+			}
 		}
 	}
 	return spec
 }
 
-func containersOf(cs []pullContainer) []corev1.Container {
+func containersOf(cs []pullContainer, withMounts bool) []corev1.Container {
 	if len(cs) == 0 {
 		return nil
 	}
 	out := make([]corev1.Container, len(cs))
 	for i, c := range cs {
 		out[i] = corev1.Container{Name: c.Name, Image: c.Image, ImagePullPolicy: c.ImagePullPolicy}
+		if withMounts {
+			out[i].VolumeMounts = mountsOf(c.VolumeMounts)
+		}
+	}
+	return out
+}
+
+func mountsOf(ms []pullMount) []corev1.VolumeMount {
+	if len(ms) == 0 {
+		return nil
+	}
+	out := make([]corev1.VolumeMount, len(ms))
+	for i, m := range ms {
+		out[i].Name = m.Name
 	}
 	return out
 }
 
 // pullRelevantChange reports whether an update changed anything that decides whether the
-// pods' pulls succeed: images, pull policies, pull secrets, the ServiceAccount or the node
-// placement. Other updates (labels, replicas, resources) are admitted without a look-up.
+// pods' pulls succeed: images (of containers and image volumes), pull policies, pull
+// secrets, the ServiceAccount or the node placement. Other updates (labels, replicas,
+// resources) are admitted without a look-up.
 func pullRelevantChange(old, cur *corev1.PodSpec) bool {
 	// Exported fields: equality.Semantic compares only those.
+	type image struct {
+		Image, PullPolicy string
+		// Mounts of image volumes (podSpec keeps mounts only when there are some).
+		Mounts []corev1.VolumeMount
+	}
 	type pullView struct {
-		Images             [][2]string
+		Images             []image
+		ImageVolumes       []corev1.Volume
 		PullSecrets        []corev1.LocalObjectReference
 		ServiceAccountName string
+		NodeName           string
 		NodeSelector       map[string]string
 		NodeAffinity       *corev1.NodeAffinity
 	}
 	view := func(s *corev1.PodSpec) pullView {
 		v := pullView{
+			ImageVolumes:       s.Volumes,
 			PullSecrets:        s.ImagePullSecrets,
 			ServiceAccountName: s.ServiceAccountName,
+			NodeName:           s.NodeName,
 			NodeSelector:       s.NodeSelector,
 		}
 		for _, c := range s.InitContainers {
-			v.Images = append(v.Images, [2]string{c.Image, string(c.ImagePullPolicy)})
+			v.Images = append(v.Images, image{c.Image, string(c.ImagePullPolicy), c.VolumeMounts})
 		}
 		for _, c := range s.Containers {
-			v.Images = append(v.Images, [2]string{c.Image, string(c.ImagePullPolicy)})
+			v.Images = append(v.Images, image{c.Image, string(c.ImagePullPolicy), c.VolumeMounts})
 		}
 		if s.Affinity != nil {
 			v.NodeAffinity = s.Affinity.NodeAffinity
@@ -134,6 +186,27 @@ func pullRelevantChange(old, cur *corev1.PodSpec) bool {
 		return v
 	}
 	return !equality.Semantic.DeepEqual(view(old), view(cur))
+}
+
+// changedImages returns the containers of cur whose image differs from that of the container
+// of the same name in old, or that old does not have. An update of a Pod (not of one of its
+// subresources) can change nothing else that makes the kubelet pull: ValidatePodUpdate
+// (k8s.io/kubernetes pkg/apis/core/validation/validation.go) lets it change only
+// "spec.containers[*].image", "spec.initContainers[*].image", activeDeadlineSeconds,
+// terminationGracePeriodSeconds, schedulingGates (removals), tolerations (additions) and,
+// while the pod is gated, nodeSelector and node affinity (additions), and refuses to add or
+// remove containers ("pod updates may not add or remove containers"). Pull policies, pull
+// secrets, the ServiceAccount and volumes are immutable. The kubelet restarts a container
+// whose image changed, pulling the new one as its pull policy says.
+func changedImages(old, cur []corev1.Container) []corev1.Container {
+	var out []corev1.Container
+	for _, c := range cur {
+		i := slices.IndexFunc(old, func(o corev1.Container) bool { return o.Name == c.Name })
+		if i < 0 || old[i].Image != c.Image {
+			out = append(out, c)
+		}
+	}
+	return out
 }
 
 // newEphemeralContainers returns the ephemeral containers of cur that old does not have: an

@@ -318,6 +318,10 @@ func (s *scanner) pullSpec(p *pullSpec) error {
 			})
 		case "serviceAccountName":
 			return s.str(&p.ServiceAccountName)
+		case "nodeName":
+			return s.str(&p.NodeName)
+		case "volumes":
+			return s.volumes(&p.Volumes)
 		case "nodeSelector":
 			return s.stringMap(&p.NodeSelector)
 		case "affinity":
@@ -363,6 +367,47 @@ func (s *scanner) containers(into *[]pullContainer) error {
 			return s.str(&c.Image)
 		case "imagePullPolicy":
 			return s.str((*string)(&c.ImagePullPolicy))
+		case "volumeMounts":
+			return scanObjects(s, &c.VolumeMounts, func(m *pullMount, key []byte) error {
+				if string(key) == "name" {
+					return s.str(&m.Name)
+				}
+				return s.skip()
+			})
+		}
+		return s.skip()
+	})
+}
+
+// volumes reads the name and image source of each volume; every other source is skipped.
+func (s *scanner) volumes(into *[]pullVolume) error {
+	return scanObjects(s, into, func(v *pullVolume, key []byte) error {
+		switch string(key) {
+		case "name":
+			return s.str(&v.Name)
+		case "image":
+			// As encoding/json decodes into a pointer: null makes it nil, an object is
+			// decoded into what it points to (allocated if nil).
+			if s.null() {
+				v.Image = nil
+				return nil
+			}
+			if s.next() != '{' {
+				return s.errorf("want an object")
+			}
+			if v.Image == nil {
+				v.Image = &corev1.ImageVolumeSource{}
+			}
+			img := v.Image
+			return s.object(func(key []byte) error {
+				switch string(key) {
+				case "reference":
+					return s.str(&img.Reference)
+				case "pullPolicy":
+					return s.str((*string)(&img.PullPolicy))
+				}
+				return s.skip()
+			})
 		}
 		return s.skip()
 	})

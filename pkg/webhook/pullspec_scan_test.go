@@ -57,11 +57,13 @@ func referencePullSpec(data []byte, keys []string) (*pullSpec, error) {
 
 const realisticPod = `{"apiVersion":"v1","kind":"Pod","metadata":{"name":"web-7d4b9c-x2k","namespace":"shop",
 "labels":{"app":"web"},"annotations":{"note":"a \"quoted\" value, \u00e9 and \\ backslash"}},
-"spec":{"volumes":[{"name":"kube-api-access","projected":{"sources":[{"serviceAccountToken":{"expirationSeconds":3607,"path":"token"}}],"defaultMode":420}}],
+"spec":{"volumes":[{"name":"kube-api-access","projected":{"sources":[{"serviceAccountToken":{"expirationSeconds":3607,"path":"token"}}],"defaultMode":420}},
+{"name":"models","image":{"reference":"registry.example.com/ml/weights:2025.1","pullPolicy":"IfNotPresent"}}],
+"nodeName":"node-7",
 "initContainers":[{"name":"migrate","image":"registry.example.com/shop/migrate:1.4","resources":{},"imagePullPolicy":"IfNotPresent"}],
 "containers":[{"name":"web","image":"registry.example.com/shop/web@sha256:` + "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef" + `",
 "env":[{"name":"A","value":"{\"nested\":[1,2,{\"x\":null}]}"}],"ports":[{"containerPort":8080,"protocol":"TCP"}],
-"resources":{"limits":{"cpu":"500m","memory":"128Mi"}},"livenessProbe":{"httpGet":{"path":"/healthz","port":8080},"initialDelaySeconds":3,"periodSeconds":1.5e1},
+"resources":{"limits":{"cpu":"500m","memory":"128Mi"}},"volumeMounts":[{"name":"kube-api-access","mountPath":"/var/run/secrets","readOnly":true},{"name":"models","mountPath":"/models"}],"livenessProbe":{"httpGet":{"path":"/healthz","port":8080},"initialDelaySeconds":3,"periodSeconds":1.5e1},
 "imagePullPolicy":"Always"},{"name":"sidecar","image":"busybox:1.36"}],
 "restartPolicy":"Always","serviceAccountName":"builder","imagePullSecrets":[{"name":"regcred"},{"name":"other"}],
 "nodeSelector":{"kubernetes.io/arch":"arm64"},
@@ -108,6 +110,25 @@ func TestScanPullSpec(t *testing.T) {
 		{desc: "white space everywhere", gvk: podGVK,
 			json: " {\n\t\"spec\" : { \"containers\" : [ { \"image\" : \"x:1\" , \"name\" : \"x\" } ] } } \n",
 			want: &corev1.PodSpec{Containers: []corev1.Container{{Name: "x", Image: "x:1"}}}},
+		{desc: "image volumes, the mounts of them and the node name are read", gvk: podGVK,
+			json: `{"spec":{"nodeName":"n1","volumes":[{"name":"cfg","configMap":{"name":"x"}},{"name":"m","image":{"reference":"reg.io/m:1","pullPolicy":"Always","x":{}}}],` +
+				`"containers":[{"name":"c","image":"c:1","volumeMounts":[{"name":"m","mountPath":"/m"},{"name":"cfg","mountPath":"/c"}]}],` +
+				`"initContainers":[{"name":"i","image":"i:1","volumeMounts":[{"mountPath":"/m","name":"m"}]}]}}`,
+			want: &corev1.PodSpec{NodeName: "n1",
+				Volumes:        []corev1.Volume{{Name: "m", VolumeSource: corev1.VolumeSource{Image: &corev1.ImageVolumeSource{Reference: "reg.io/m:1", PullPolicy: corev1.PullAlways}}}},
+				InitContainers: []corev1.Container{{Name: "i", Image: "i:1", VolumeMounts: []corev1.VolumeMount{{Name: "m"}}}},
+				Containers:     []corev1.Container{{Name: "c", Image: "c:1", VolumeMounts: []corev1.VolumeMount{{Name: "m"}, {Name: "cfg"}}}}}},
+		{desc: "mounts are dropped when no volume is an image volume", gvk: deploymentGVK,
+			json: `{"spec":{"template":{"spec":{"volumes":[{"name":"e","emptyDir":{}}],"containers":[{"name":"c","image":"c:1","volumeMounts":[{"name":"e"}]}]}}}}`,
+			want: &corev1.PodSpec{Containers: []corev1.Container{{Name: "c", Image: "c:1"}}}},
+		{desc: "a null image source, then a repeated volumes key filling it in", gvk: podGVK,
+			json: `{"spec":{"volumes":[{"name":"a","image":null},{"name":"b","image":{"reference":"b:1"}}],"volumes":[{"image":{"pullPolicy":"Never"}},{"image":{"pullPolicy":"Never"}}]}}`},
+		{desc: "a repeated image key merges into the first", gvk: podGVK,
+			json: `{"spec":{"volumes":[{"name":"a","image":{"reference":"a:1"},"image":{"pullPolicy":"Never"}}]}}`,
+			want: &corev1.PodSpec{Volumes: []corev1.Volume{{Name: "a", VolumeSource: corev1.VolumeSource{Image: &corev1.ImageVolumeSource{Reference: "a:1", PullPolicy: corev1.PullNever}}}}}},
+		{desc: "an image source that is not an object", gvk: podGVK, json: `{"spec":{"volumes":[{"name":"a","image":"a:1"}]}}`, wantErr: true},
+		{desc: "a volume reference that is not a string", gvk: podGVK, json: `{"spec":{"volumes":[{"image":{"reference":[]}}]}}`, wantErr: true},
+		{desc: "volume mounts that are not an array", gvk: podGVK, json: `{"spec":{"containers":[{"volumeMounts":{}}]}}`, wantErr: true},
 		{desc: "an image that is not a string", gvk: podGVK, json: `{"spec":{"containers":[{"image":5}]}}`, wantErr: true},
 		{desc: "containers that are not an array", gvk: podGVK, json: `{"spec":{"containers":{}}}`, wantErr: true},
 		{desc: "a spec that is not an object", gvk: podGVK, json: `{"spec":[]}`, wantErr: true},
@@ -156,6 +177,9 @@ func FuzzPullSpecScan(f *testing.F) {
 	f.Add(`{"spec":{"containers":[{"image":1e3}]}}`, uint8(0))
 	f.Add(`[{"spec":null}]`, uint8(0))
 	f.Add(`{"spec":{"containers":[{"name":"a","image":"evil:1"},{"image":"b"}],"containers":[{"name":"a"}],"containers":[null,null]}}`, uint8(0))
+	f.Add(`{"spec":{"nodeName":"n","volumes":[{"name":"m","image":{"reference":"m:1","pullPolicy":"Never"}},{"name":"e","emptyDir":{}}],"containers":[{"name":"c","image":"c","volumeMounts":[{"name":"m"},null]}]}}`, uint8(0))
+	f.Add(`{"spec":{"template":{"spec":{"volumes":[{"image":null},{"image":{}}],"volumes":[{"image":{"reference":"r"}},null,{"name":"x"}],"initContainers":[{"volumeMounts":[{"name":"a"}],"volumeMounts":[{}]}]}}}}`, uint8(1))
+	f.Add(`{"spec":{"jobTemplate":{"spec":{"template":{"spec":{"volumes":[{"name":"m","image":{"reference":"m","image":{}},"image":{"pullPolicy":"Always"}}],"containers":[{"volumeMounts":[{"name":"m"}]}]}}}}}}`, uint8(2))
 	paths := [][]string{specPath(podGVK), specPath(deploymentGVK), specPath(cronJobGVK)}
 	f.Fuzz(func(t *testing.T, data string, which uint8) {
 		keys := paths[int(which)%len(paths)]

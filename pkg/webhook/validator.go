@@ -82,6 +82,12 @@ func (v *Validator) handle(ctx context.Context, req admission.Request) admission
 	default:
 		log.Error(err, "Reading namespace labels; using the cluster-wide policy")
 	}
+	if pol.AllOff(nsLabels) {
+		// Nothing could be reported (a namespace labelled off): read no secret, ask no
+		// registry.
+		admissionsTotal.WithLabelValues(kind, "skipped").Inc()
+		return admission.Allowed("")
+	}
 
 	ctx, cancel := context.WithTimeout(ctx, pol.LookupTimeout.Duration)
 	defer cancel()
@@ -131,6 +137,10 @@ func (v *Validator) specToCheck(req admission.Request) (*corev1.PodSpec, bool, e
 		}
 		return podSpecOf(req.Kind, req.Object.Raw)
 	case admissionv1.Update:
+		// Of the subresources, only kubectl debug's adds something to pull.
+		if req.SubResource != "" && (req.Kind.Kind != "Pod" || req.SubResource != "ephemeralcontainers") {
+			return nil, false, nil
+		}
 	default:
 		return nil, false, nil
 	}
@@ -144,19 +154,25 @@ func (v *Validator) specToCheck(req admission.Request) (*corev1.PodSpec, bool, e
 		return nil, true, fmt.Errorf("decoding old object: %w", err)
 	}
 	if req.Kind.Kind == "Pod" {
-		if req.SubResource != "ephemeralcontainers" {
-			return nil, false, nil
-		}
-		added := newEphemeralContainers(old, cur)
-		if len(added) == 0 {
-			return nil, false, nil
-		}
-		// Only the new containers will be pulled, with the pod's secrets and placement.
+		// Only the containers that are new or have a new image will be pulled, with the
+		// pod's secrets and placement (by now, often its node). The pod's image volumes
+		// cannot change (see changedImages) and were checked when it was created.
 		only := cur.DeepCopy()
-		only.InitContainers, only.Containers, only.EphemeralContainers = nil, nil, added
+		only.Volumes = nil
+		if req.SubResource == "ephemeralcontainers" {
+			only.InitContainers, only.Containers = nil, nil
+			only.EphemeralContainers = newEphemeralContainers(old, cur)
+		} else {
+			only.InitContainers = changedImages(old.InitContainers, cur.InitContainers)
+			only.Containers = changedImages(old.Containers, cur.Containers)
+			only.EphemeralContainers = nil
+		}
+		if len(only.InitContainers)+len(only.Containers)+len(only.EphemeralContainers) == 0 {
+			return nil, false, nil
+		}
 		return only, true, nil
 	}
-	if req.SubResource != "" || !pullRelevantChange(old, cur) {
+	if !pullRelevantChange(old, cur) {
 		return nil, false, nil
 	}
 	return cur, true, nil
@@ -201,11 +217,15 @@ func respond(kind string, findings []validate.Finding) admission.Response {
 	return resp
 }
 
-// subject names what a finding is about: `[TagNotFound] container "app" (image "x")`.
+// subject names what a finding is about: `[TagNotFound] container "app" (image "x")`, or
+// `volume "models"` for an image volume's.
 func subject(f validate.Finding) string {
 	s := "[" + string(f.Reason) + "]"
 	if f.Container != "" {
 		s += fmt.Sprintf(" container %q", f.Container)
+	}
+	if f.Volume != "" {
+		s += fmt.Sprintf(" volume %q", f.Volume)
 	}
 	if f.Image != "" {
 		s += fmt.Sprintf(" (image %q)", truncateRunes(f.Image, 100))

@@ -60,6 +60,7 @@ func newWorld(t *testing.T) *world {
 	w.reader = fake.NewClientBuilder().WithObjects(
 		&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: testNS}},
 		&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "relaxed", Labels: map[string]string{"pullgate.io/mode": "warn"}}},
+		&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "legacy", Labels: map[string]string{"pullgate.io/mode": "off"}}},
 		&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "infra"}},
 		secret("regcred", "hunter2"), secret("stale", "wrong"),
 		&corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: testNS, Name: "opaque"}, Type: corev1.SecretTypeOpaque,
@@ -254,7 +255,8 @@ func TestRequestRouting(t *testing.T) {
 		{"cronjob with a bad image", request(t, admissionv1.Create, metav1.GroupVersionKind{Group: "batch", Version: "v1", Kind: "CronJob"}, testNS, cronJob, nil), false},
 		{"deployment update to a bad image", request(t, admissionv1.Update, deployKind, testNS, deployment(bad, 1), deployment(good, 1)), false},
 		{"deployment update of replicas only is not looked up", request(t, admissionv1.Update, deployKind, testNS, deployment(bad, 3), deployment(bad, 1)), true},
-		{"pod update that is not the ephemeral subresource", request(t, admissionv1.Update, podKind, testNS, podObject(testNS, containers(bad)), podObject(testNS, containers(good))), true},
+		{"pod update to a bad image", request(t, admissionv1.Update, podKind, testNS, podObject(testNS, containers(bad)), podObject(testNS, containers(good))), false},
+		{"pod update that changes no image", request(t, admissionv1.Update, podKind, testNS, podObject(testNS, containers(bad)), podObject(testNS, containers(bad))), true},
 		{"deletion", request(t, admissionv1.Delete, podKind, testNS, nil, podObject(testNS, containers(bad))), true},
 		{"unknown kind", request(t, admissionv1.Create, metav1.GroupVersionKind{Version: "v1", Kind: "Service"}, testNS, podObject(testNS, containers(bad)), nil), true},
 	}
@@ -426,6 +428,86 @@ func TestSecretCreatedWithTheWorkload(t *testing.T) {
 			}
 			if tc.wantAllowed && tc.wantWarning == "" && len(resp.Warnings) > 0 {
 				t.Errorf("unexpected warnings: %q", warnings)
+			}
+		})
+	}
+}
+
+// TestNoLookupsWhenNothingCanBeReported: where every finding a look-up could give would be
+// dropped — a namespace labelled off, or a policy with existence, pullSecrets and platform
+// off — no registry is asked, whatever the images, and what needs no registry is still
+// reported.
+func TestNoLookupsWhenNothingCanBeReported(t *testing.T) {
+	w := newWorld(t)
+	bad := []string{w.public.Ref("nope", ":v1"), w.public.Ref("app", ":v9"), w.private.Ref("app", ":v1"), w.limited.Ref("app", ":v1")}
+	withSecret := func(s corev1.PodSpec) corev1.PodSpec {
+		s.ImagePullSecrets = []corev1.LocalObjectReference{{Name: "absent"}}
+		return s
+	}
+	registryChecksOff := func(p *policy.Policy) {
+		p.Checks[policy.CheckExistence] = policy.Off
+		p.Checks[policy.CheckPullSecrets] = policy.Off
+		p.Checks[policy.CheckPlatform] = policy.Off
+	}
+	deployKind := metav1.GroupVersionKind{Group: "apps", Version: "v1", Kind: "Deployment"}
+	deployment := &appsv1.Deployment{
+		TypeMeta:   metav1.TypeMeta{APIVersion: "apps/v1", Kind: "Deployment"},
+		ObjectMeta: metav1.ObjectMeta{Namespace: "legacy", Name: "web"},
+		Spec:       appsv1.DeploymentSpec{Template: corev1.PodTemplateSpec{Spec: containers(bad...)}},
+	}
+	tests := []struct {
+		desc         string
+		pol          func(*policy.Policy)
+		req          admission.Request
+		wantWarnings []string
+		wantLookups  bool
+	}{{
+		desc: "a pod in a namespace labelled off",
+		req:  request(t, admissionv1.Create, podKind, "legacy", podObject("legacy", withSecret(containers(bad...))), nil),
+	}, {
+		desc: "a Deployment in a namespace labelled off",
+		req:  request(t, admissionv1.Create, deployKind, "legacy", deployment, nil),
+	}, {
+		desc: "existence, pullSecrets and platform off in the policy",
+		pol:  registryChecksOff,
+		req:  request(t, admissionv1.Create, podKind, testNS, podObject(testNS, containers(bad...)), nil),
+	}, {
+		desc:         "with those off an unpinned tag still warns, without a look-up",
+		pol:          registryChecksOff,
+		req:          request(t, admissionv1.Create, podKind, testNS, podObject(testNS, containers(w.public.Ref("nope", ":latest"))), nil),
+		wantWarnings: []string{"[UnpinnedTag]"},
+	}, {
+		desc:         "existence alone on looks up",
+		pol:          func(p *policy.Policy) { registryChecksOff(p); p.Checks[policy.CheckExistence] = policy.Warn },
+		req:          request(t, admissionv1.Create, podKind, testNS, podObject(testNS, containers(w.public.Ref("nope", ":v1"))), nil),
+		wantWarnings: []string{"[ImageNotFound]"},
+		wantLookups:  true,
+	}}
+	for _, tc := range tests {
+		t.Run(tc.desc, func(t *testing.T) {
+			pol := basePolicy()
+			if tc.pol != nil {
+				tc.pol(pol)
+			}
+			v := w.validator(pol)
+			for _, r := range []*testregistry.Registry{w.public, w.private, w.limited} {
+				r.Reset()
+			}
+			resp := v.Handle(t.Context(), tc.req)
+			if !resp.Allowed {
+				t.Fatalf("denied: %s", resp.Result.Message)
+			}
+			if len(resp.Warnings) != len(tc.wantWarnings) {
+				t.Errorf("warnings %q, want %d containing %q", resp.Warnings, len(tc.wantWarnings), tc.wantWarnings)
+			}
+			for i, want := range tc.wantWarnings {
+				if i < len(resp.Warnings) && !strings.Contains(resp.Warnings[i], want) {
+					t.Errorf("warning %q lacks %q", resp.Warnings[i], want)
+				}
+			}
+			n := w.public.TotalRequests() + w.private.TotalRequests() + w.limited.TotalRequests()
+			if tc.wantLookups != (n > 0) {
+				t.Errorf("%d registry requests; want look-ups: %v", n, tc.wantLookups)
 			}
 		})
 	}

@@ -357,10 +357,11 @@ func rulesOf(t *testing.T, rs []admissionregistrationv1.RuleWithOperations) []ru
 }
 
 // The resources pkg/webhook decodes and checks, with the operations that make the kubelet
-// pull something new.
+// pull something new: a Pod's UPDATE too, when it changes an image (`kubectl set image`).
 var wantValidateRules = func() []rule {
 	var out []rule
-	out = append(out, rule{"", "v1", "pods", "CREATE"}, rule{"", "v1", "pods/ephemeralcontainers", "UPDATE"})
+	out = append(out, rule{"", "v1", "pods", "CREATE"}, rule{"", "v1", "pods", "UPDATE"},
+		rule{"", "v1", "pods/ephemeralcontainers", "UPDATE"})
 	for _, op := range []string{"CREATE", "UPDATE"} {
 		out = append(out, rule{"", "v1", "replicationcontrollers", op})
 		for _, res := range []string{"deployments", "statefulsets", "daemonsets", "replicasets"} {
