@@ -346,6 +346,33 @@ func TestErrorClassification(t *testing.T) {
 			return err
 		}
 	}
+	// configOf resolves repo:v1, which exists, and asks for its platforms: what fails is the
+	// read of the image's config blob.
+	configOf := func(repo string) func(context.Context, *Cache, *testRegistry, *testing.T) error {
+		return func(ctx context.Context, c *Cache, reg *testRegistry, t *testing.T) error {
+			ref := reg.ref(t, repo+":v1")
+			d, err := c.Resolve(ctx, ref, nil)
+			if err != nil {
+				t.Fatalf("Resolve(%s) error = %v, want the manifest found", ref, err)
+			}
+			_, err = c.Platforms(ctx, ref.Context().Digest(d.Digest.String()), nil)
+			return err
+		}
+	}
+	onBlobs := func(r *http.Request) bool { return strings.Contains(r.URL.Path, "/blobs/") }
+	// tokenServer makes the registry a Bearer one whose token endpoint answers with
+	// status (and body) instead of a token.
+	tokenServer := func(status int, body string) func(reg *testRegistry) fault {
+		return func(reg *testRegistry) fault {
+			bearer := reg.bearerAuth()
+			return func(w http.ResponseWriter, r *http.Request) bool {
+				if r.URL.Path == "/token" {
+					return respond(always, status, nil, body)(w, r)
+				}
+				return bearer(w, r)
+			}
+		}
+	}
 	errBody := func(code string) string {
 		return fmt.Sprintf(`{"errors":[{"code":%q,"message":"test"}]}`, code)
 	}
@@ -398,6 +425,44 @@ func TestErrorClassification(t *testing.T) {
 			tags("app"), errSummary{Kind: lookup.KindRepositoryUnknown, StatusCode: 404}},
 		{"tags/list 503 is a server error", func(*testRegistry) fault { return respond(onTags, 503, nil, "") },
 			tags("app"), errSummary{Kind: lookup.KindServerError, StatusCode: 503}},
+		// The status of the token request is not the manifest's (the token realm went away).
+		{"token endpoint 404 is a server error, not an unknown manifest", tokenServer(404, ""),
+			resolve("app:v1"), errSummary{Kind: lookup.KindServerError, StatusCode: 404}},
+		{"token endpoint 404 with a NAME_UNKNOWN body is a server error", tokenServer(404, errBody("NAME_UNKNOWN")),
+			platforms("app"), errSummary{Kind: lookup.KindServerError, StatusCode: 404}},
+		{"token endpoint 404 on a tag listing is a server error, not an unknown repository", tokenServer(404, ""),
+			tags("app"), errSummary{Kind: lookup.KindServerError, StatusCode: 404}},
+		{"token endpoint 401 refuses the credentials: unauthorized", tokenServer(401, errBody("UNAUTHORIZED")),
+			resolve("app:v1"), errSummary{Kind: lookup.KindUnauthorized, StatusCode: 401}},
+		{"token endpoint 503 is a server error", tokenServer(503, ""),
+			resolve("app:v1"), errSummary{Kind: lookup.KindServerError, StatusCode: 503}},
+		// The manifest was found with the credentials used: the config's failure is the
+		// registry's, not a verdict about the tag or the credentials.
+		{"config blob 404 is a server error, not an unknown manifest", func(*testRegistry) fault {
+			return respond(onBlobs, 404, nil, errBody("BLOB_UNKNOWN"))
+		}, configOf("app"), errSummary{Kind: lookup.KindServerError, StatusCode: 404}},
+		{"config blob 403 is a server error, not denied", func(*testRegistry) fault { return respond(onBlobs, 403, nil, errBody("DENIED")) },
+			configOf("app"), errSummary{Kind: lookup.KindServerError, StatusCode: 403}},
+		{"config blob 401 is a server error, not unauthorized", func(*testRegistry) fault { return respond(onBlobs, 401, nil, "") },
+			configOf("app"), errSummary{Kind: lookup.KindServerError, StatusCode: 401}},
+		{"config blob redirected to storage that answers 403 is a server error", func(*testRegistry) fault {
+			return func(w http.ResponseWriter, r *http.Request) bool {
+				switch {
+				case onBlobs(r):
+					http.Redirect(w, r, "/storage/config?signature=expired", http.StatusTemporaryRedirect)
+				case r.URL.Path == "/storage/config":
+					w.WriteHeader(http.StatusForbidden)
+				default:
+					return false
+				}
+				return true
+			}
+		}, configOf("app"), errSummary{Kind: lookup.KindServerError, StatusCode: 403}},
+		{"config blob 500 is a server error", func(*testRegistry) fault { return respond(onBlobs, 500, nil, "") },
+			configOf("app"), errSummary{Kind: lookup.KindServerError, StatusCode: 500}},
+		{"config blob 429 is rate limited", func(*testRegistry) fault {
+			return respond(onBlobs, 429, map[string]string{"Retry-After": "4"}, "")
+		}, configOf("app"), errSummary{Kind: lookup.KindRateLimited, StatusCode: 429, RetryAfter: 4 * time.Second}},
 	} {
 		t.Run(tc.desc, func(t *testing.T) {
 			reg := newTestRegistry(t)
