@@ -39,12 +39,17 @@ func classify(host string, ep endpoint, err error) *lookup.Error {
 	e := &lookup.Error{Host: host, Err: err}
 	var (
 		be *blockedError
+		pe *plainHTTPError
 		te *transport.Error
 	)
 	switch {
 	case errors.As(err, &be) || strings.Contains(err.Error(), "SSRF protection"):
 		// The second is go-containerregistry's own redirect guard (an unexported error).
 		e.Kind = lookup.KindBlocked
+	case errors.As(err, &pe):
+		// The registry did not answer over HTTPS, and plain HTTP is not how the node would
+		// ask it either.
+		e.Kind = lookup.KindUnreachable
 	case errors.As(err, &te):
 		e.StatusCode = te.StatusCode
 		e.Kind = kindOfResponse(te, ep)
