@@ -113,14 +113,16 @@ func TestPlainHTTPOnlyWhereContainerdSpeaksIt(t *testing.T) {
 			var (
 				mu         sync.Mutex
 				authorized []string // "METHOD path" of requests with an Authorization header
+				requests   int      // every request, all over plain HTTP
 			)
 			basic := basicAuth(user, password)
 			reg.setFault(func(w http.ResponseWriter, r *http.Request) bool {
+				mu.Lock()
+				requests++
 				if r.Header.Get("Authorization") != "" {
-					mu.Lock()
 					authorized = append(authorized, r.Method+" "+r.URL.Path)
-					mu.Unlock()
 				}
+				mu.Unlock()
 				if tc.bearer == "" {
 					return basic(w, r)
 				}
@@ -179,6 +181,9 @@ func TestPlainHTTPOnlyWhereContainerdSpeaksIt(t *testing.T) {
 			defer mu.Unlock()
 			if gotAuth := len(authorized) > 0; gotAuth != tc.want.authorized {
 				t.Errorf("requests with an Authorization header over plain HTTP: %q; want some: %v", authorized, tc.want.authorized)
+			}
+			if !tc.want.found && !tc.insecure && requests != 0 {
+				t.Errorf("a registry not to be spoken to over plain HTTP got %d plain-HTTP requests, want 0", requests)
 			}
 		})
 	}
