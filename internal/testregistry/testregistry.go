@@ -201,6 +201,21 @@ func (r *Registry) PushImage(t testing.TB, repo, tag, os, arch string) v1.Hash {
 	return d
 }
 
+// Write pushes img as repo:tag and returns its digest: the same image written to two
+// registries is an origin and a mirror that has caught up with it.
+func (r *Registry) Write(t testing.TB, repo, tag string, img v1.Image) v1.Hash {
+	t.Helper()
+	ref := r.pushRef(t, repo, tag)
+	if err := remote.Write(ref, img); err != nil {
+		t.Fatalf("pushing %s: %v", ref, err)
+	}
+	d, err := img.Digest()
+	if err != nil {
+		t.Fatalf("digest: %v", err)
+	}
+	return d
+}
+
 // PushIndex pushes a multi-platform index (one image per "os/arch") as repo:tag and returns
 // its digest.
 func (r *Registry) PushIndex(t testing.TB, repo, tag string, platforms ...string) v1.Hash {

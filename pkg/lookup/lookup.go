@@ -117,7 +117,9 @@ type cacheOnlyKey struct{}
 var ErrNotCached = errors.New("not in the cache")
 
 // WithCacheOnly returns ctx asking a Registry to answer from its cache only: a question it
-// would have to send to a registry fails at once with ErrNotCached.
+// would have to send to a registry fails at once with ErrNotCached. A "not found" answer is
+// kept only for a burst window (a couple of seconds) and never stands for longer: past it the
+// question is not cached, and the caller asks again without WithCacheOnly.
 func WithCacheOnly(ctx context.Context) context.Context {
 	return context.WithValue(ctx, cacheOnlyKey{}, true)
 }
@@ -141,5 +143,23 @@ func WithPlatformsWanted(ctx context.Context) context.Context {
 // it resolves.
 func PlatformsWanted(ctx context.Context) bool {
 	v, _ := ctx.Value(platformsWantedKey{}).(bool)
+	return v
+}
+
+type freshKey struct{}
+
+// WithFresh returns ctx asking a Registry for answers about what a tag names now, and whether
+// a digest still exists, that are no older than a burst window (a couple of seconds): a
+// cached answer older than that is asked of the registry again. Callers asking at the same
+// time still share one request. What a digest contains never changes, so such answers are
+// served from the cache as usual. Mutations that write what they are told into a pod (a
+// pinned digest, a mirror chosen because it has the origin's digest) ask this way.
+func WithFresh(ctx context.Context) context.Context {
+	return context.WithValue(ctx, freshKey{}, true)
+}
+
+// Fresh reports whether ctx asks for fresh answers.
+func Fresh(ctx context.Context) bool {
+	v, _ := ctx.Value(freshKey{}).(bool)
 	return v
 }

@@ -33,14 +33,15 @@ func TestKinds(t *testing.T) {
 
 func TestContextHints(t *testing.T) {
 	for _, tc := range []struct {
-		desc                       string
-		ctx                        context.Context
-		cacheOnly, platformsWanted bool
+		desc                              string
+		ctx                               context.Context
+		cacheOnly, platformsWanted, fresh bool
 	}{
-		{"none", t.Context(), false, false},
-		{"cache only", WithCacheOnly(t.Context()), true, false},
-		{"platforms wanted", WithPlatformsWanted(t.Context()), false, true},
-		{"both", WithPlatformsWanted(WithCacheOnly(t.Context())), true, true},
+		{"none", t.Context(), false, false, false},
+		{"cache only", WithCacheOnly(t.Context()), true, false, false},
+		{"platforms wanted", WithPlatformsWanted(t.Context()), false, true, false},
+		{"fresh", WithFresh(t.Context()), false, false, true},
+		{"all", WithFresh(WithPlatformsWanted(WithCacheOnly(t.Context()))), true, true, true},
 	} {
 		t.Run(tc.desc, func(t *testing.T) {
 			if got := CacheOnly(tc.ctx); got != tc.cacheOnly {
@@ -48,6 +49,9 @@ func TestContextHints(t *testing.T) {
 			}
 			if got := PlatformsWanted(tc.ctx); got != tc.platformsWanted {
 				t.Errorf("PlatformsWanted() = %v, want %v", got, tc.platformsWanted)
+			}
+			if got := Fresh(tc.ctx); got != tc.fresh {
+				t.Errorf("Fresh() = %v, want %v", got, tc.fresh)
 			}
 		})
 	}

@@ -7,12 +7,15 @@
 //  1. Mirror rewrite: an image of a registry a mirror rule names (say docker.io; short names
 //     are normalised as the container runtime does, so "nginx" is
 //     index.docker.io/library/nginx) is rewritten to the first of the rule's mirrors that has
-//     it — and the platforms the pod needs: the os/arch of the nodes it may be scheduled on
-//     when those are known, else, for a multi-arch image, every platform the original has.
-//     A digest stays a digest (mirror/repo@sha256:…), a tag stays a tag. When no mirror
-//     qualifies the original is kept and an admission warning says why. The mirror is asked
-//     with the pod's own credentials for the mirror host (or those a pull-secret rule would
-//     add), else anonymously.
+//     it. For a tag the origin is asked first: when it names a digest, a mirror qualifies
+//     only if its tag names the same digest (a mirror that has not caught up with a push
+//     would run other bytes); when the origin gives none (it fails, rate limits, refuses
+//     the pod's credentials or lacks the tag), a mirror that has the tag qualifies if it
+//     has the platforms the pod needs (the os/arch of the nodes it may be scheduled on,
+//     when those are known). A digest stays a digest (mirror/repo@sha256:…), a tag stays a
+//     tag. When no mirror qualifies the original is kept and an admission warning says why.
+//     The mirror is asked with the pod's own credentials for the mirror host (or those a
+//     pull-secret rule would add), else anonymously.
 //  2. Pull-secret injection: when the pod has no credential for the registry of one of its
 //     images (after step 1) and a pull-secret rule names a secret for that registry that
 //     exists in the pod's namespace and holds a credential for it, the secret is appended to
@@ -24,6 +27,12 @@
 //     or copies secrets: the secret must already be in the pod's namespace.
 //  3. Digest pinning (pinDigests): image:tag becomes image:tag@sha256:…, the digest the tag
 //     names now, looked up with the pod's own credentials, so every node runs the same bytes.
+//
+// The mirror rewrite and pinning write what a registry says into the pod, so they look up
+// with lookup.WithFresh: an answer the registry cache holds is used only while it is younger
+// than the cache's burst window (a couple of seconds), so a push is seen by the next pods
+// while a burst of pods still shares one request. References to registries the policy lists
+// in registries.insecure are parsed with name.Insecure, as the checks parse them.
 //
 // Every container whose image changed is recorded in the annotation
 // pullgate.io/original-images, a JSON object from container name to the image as first

@@ -112,14 +112,17 @@ func (m *Mutator) Mutate(ctx context.Context, pol *policy.Policy, namespace stri
 	for _, s := range r.slots() {
 		before[s.name] = *s.image
 	}
+	// What the mirror rewrite and pinning learn is written into the pod: they ask what
+	// the registries say now, not what the cache remembers from minutes ago.
+	fresh := lookup.WithFresh(ctx)
 	if len(mp.Mirrors) > 0 {
-		r.rewriteToMirrors(ctx)
+		r.rewriteToMirrors(fresh)
 	}
 	if len(mp.PullSecrets) > 0 {
 		r.injectPullSecrets(ctx)
 	}
 	if mp.PinDigests {
-		r.pinDigests(ctx)
+		r.pinDigests(fresh)
 	}
 	r.recordOriginals(before)
 	return r.result, nil
@@ -191,7 +194,22 @@ func (r *run) pulled(image string) (name.Reference, bool) {
 	if err != nil || r.pol.ImageExempt(validate.FamiliarName(ref)) {
 		return nil, false
 	}
+	if r.insecure(ref.Context().RegistryStr()) {
+		if insecure, err := name.ParseReference(image, name.Insecure); err == nil {
+			ref = insecure
+		}
+	}
 	return ref, true
+}
+
+// insecure reports whether the policy lists host as spoken to over plain HTTP; a reference
+// to it is then parsed with name.Insecure, which is how the registry client learns it (as
+// the validating webhook's checks do).
+func (r *run) insecure(host string) bool {
+	if host == name.DefaultRegistry {
+		host = "docker.io"
+	}
+	return r.pol.InsecureRegistry(host)
 }
 
 // outcome is what a step decided for one distinct image: a new image, or why not.
@@ -318,16 +336,26 @@ func (r *run) rewriteToMirrors(ctx context.Context) {
 	r.apply(ctx, Mirror, r.mirrorImage)
 }
 
-// mirrorImage picks the mirror for ref, or says why none qualifies.
+// mirrorImage picks the mirror for ref, or says why none qualifies. A tag is looked up on
+// the origin first: when the origin names a digest, a mirror qualifies only if its tag
+// names the same one (a mirror that has not caught up would run other bytes than the pod
+// asks for). When the origin gives no digest (it fails, is rate limited, refuses the pod's
+// credentials, or lacks the tag), the mirror must have the platforms the pod needs.
 func (r *run) mirrorImage(ctx context.Context, ref name.Reference) outcome {
 	repo := ref.Context()
 	rule := ruleFor(r.pol.Mutations.Mirrors, repo)
 	if rule == nil || onMirror(r.pol.Mutations.Mirrors, repo) {
 		return outcome{}
 	}
+	var origin *lookup.Descriptor
+	if _, ok := ref.(name.Tag); ok {
+		if desc, _, err := r.resolve(ctx, ref); err == nil {
+			origin = &desc
+		}
+	}
 	var reasons []string
 	for _, mirror := range rule.Mirrors {
-		target, err := mirrorTarget(mirror, ref)
+		target, err := mirrorTarget(mirror, ref, r.insecure)
 		if err != nil {
 			reasons = append(reasons, mirror+": the image's name is not valid there")
 			continue
@@ -341,13 +369,25 @@ func (r *run) mirrorImage(ctx context.Context, ref name.Reference) outcome {
 			reasons = append(reasons, mirror+": "+describe(err))
 			continue
 		}
-		if gap := r.platformGap(ctx, ref, target, desc, auth); gap != "" {
-			reasons = append(reasons, mirror+": "+gap)
+		switch {
+		case origin != nil && desc.Digest != origin.Digest:
+			reasons = append(reasons, fmt.Sprintf("%s: stale, its tag names %s, the origin's %s",
+				mirror, shortDigest(desc.Digest), shortDigest(origin.Digest)))
 			continue
+		case origin == nil:
+			if gap := r.platformGap(ctx, ref, target, desc, auth); gap != "" {
+				reasons = append(reasons, mirror+": "+gap)
+				continue
+			}
 		}
 		return outcome{image: target.String()}
 	}
 	return outcome{warning: "kept, no mirror qualifies (" + strings.Join(reasons, "; ") + ")"}
+}
+
+// shortDigest is the start of a digest, enough to tell two apart in a warning.
+func shortDigest(h v1.Hash) string {
+	return h.Algorithm + ":" + h.Hex[:min(len(h.Hex), 12)]
 }
 
 // ruleFor returns the mirror rule for repo: among the rules for its registry whose
@@ -404,19 +444,25 @@ func Target(mirror, image string) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("parsing image %q: %w", image, err)
 	}
-	target, err := mirrorTarget(mirror, ref)
+	target, err := mirrorTarget(mirror, ref, func(string) bool { return false })
 	if err != nil {
 		return "", err
 	}
 	return target.String(), nil
 }
 
-func mirrorTarget(mirror string, ref name.Reference) (name.Reference, error) {
+// mirrorTarget is Target for a parsed reference; the result is parsed with name.Insecure
+// when insecure says so of the mirror's host.
+func mirrorTarget(mirror string, ref name.Reference, insecure func(host string) bool) (name.Reference, error) {
 	host, path, err := policy.SplitMirror(mirror)
 	if err != nil {
 		return nil, fmt.Errorf("mirror %q: %w", mirror, err)
 	}
-	reg, err := name.NewRegistry(host)
+	var opts []name.Option
+	if insecure(host) {
+		opts = append(opts, name.Insecure)
+	}
+	reg, err := name.NewRegistry(host, opts...)
 	if err != nil {
 		return nil, fmt.Errorf("mirror %q: %w", mirror, err)
 	}
@@ -442,7 +488,7 @@ func mirrorTarget(mirror string, ref name.Reference) (name.Reference, error) {
 		return nil, fmt.Errorf("unexpected reference type %T", ref)
 	}
 	// Repo does not validate; parsing the result does.
-	out, err := name.ParseReference(s)
+	out, err := name.ParseReference(s, opts...)
 	if err != nil {
 		return nil, fmt.Errorf("mirror %q: %w", mirror, err)
 	}
@@ -490,16 +536,11 @@ func withDigest(t name.Tag, digest string) (string, error) {
 }
 
 // platformGap says which platforms the pod needs that the mirror's image (target, found as
-// desc) lacks, or "" when it has them all. A digest reference needs no check: the mirror has
-// the same bytes. With the pod's nodes known, the mirror must have each platform they run
-// that the original has (one the original lacks too is no reason to keep the original).
-// Without them, a multi-arch mirror image must have every platform of the original; when the
-// original cannot be asked, the mirror is trusted.
+// desc) lacks, or "" when it has them all; it is asked only when the origin gave no digest
+// to compare with. A digest reference needs no check: the mirror has the same bytes. With
+// the pod's nodes unknown the mirror is trusted: nothing says what it must have.
 func (r *run) platformGap(ctx context.Context, orig, target name.Reference, desc lookup.Descriptor, auth authn.Authenticator) string {
-	if _, ok := orig.(name.Digest); ok {
-		return ""
-	}
-	if len(r.needed) == 0 && !desc.IsIndex() {
+	if _, ok := orig.(name.Digest); ok || len(r.needed) == 0 {
 		return ""
 	}
 	plats, err := r.m.Registry.Platforms(ctx, target.Context().Digest(desc.Digest.String()), auth)
@@ -511,64 +552,16 @@ func (r *run) platformGap(ctx context.Context, orig, target name.Reference, desc
 		// An image that declares no platform runs wherever the runtime accepts it.
 		return ""
 	}
-	if len(r.needed) > 0 {
-		missing := minus(r.needed, have)
-		if len(missing) == 0 {
-			return ""
-		}
-		origHave, same, err := r.originPlatforms(ctx, orig, desc.Digest)
-		switch {
-		case same:
-			return ""
-		case err != nil || len(origHave) == 0:
-			return "lacks " + joinPlatforms(missing)
-		}
-		if worse := intersect(missing, origHave); len(worse) > 0 {
-			return "lacks " + joinPlatforms(worse)
-		}
-		return ""
-	}
-	origHave, same, err := r.originPlatforms(ctx, orig, desc.Digest)
-	if same || err != nil {
-		return ""
-	}
-	if missing := minus(origHave, have); len(missing) > 0 {
-		return "lacks " + joinPlatforms(missing) + " of the original"
+	if missing := minus(r.needed, have); len(missing) > 0 {
+		return "lacks " + joinPlatforms(missing)
 	}
 	return ""
-}
-
-// originPlatforms looks up the original image: same reports that it has the mirror's
-// digest (so the same platforms), else it returns the original's platforms.
-func (r *run) originPlatforms(ctx context.Context, orig name.Reference, mirrorDigest v1.Hash) (have []validate.Platform, same bool, err error) {
-	desc, auth, err := r.resolve(ctx, orig)
-	if err != nil {
-		return nil, false, err
-	}
-	if desc.Digest == mirrorDigest {
-		return nil, true, nil
-	}
-	plats, err := r.m.Registry.Platforms(ctx, orig.Context().Digest(desc.Digest.String()), auth)
-	if err != nil {
-		return nil, false, err
-	}
-	return validate.ImagePlatforms(plats), false, nil
 }
 
 func minus(a, b []validate.Platform) []validate.Platform {
 	var out []validate.Platform
 	for _, p := range a {
 		if !slices.Contains(b, p) {
-			out = append(out, p)
-		}
-	}
-	return out
-}
-
-func intersect(a, b []validate.Platform) []validate.Platform {
-	var out []validate.Platform
-	for _, p := range a {
-		if slices.Contains(b, p) {
 			out = append(out, p)
 		}
 	}
@@ -675,9 +668,11 @@ func (r *run) pinDigests(ctx context.Context) {
 	r.apply(ctx, Pin, r.pinImage)
 }
 
-// pinImage resolves a tag to its digest with the pod's credentials. When the registry
-// answers definitely that the tag cannot be pulled, nothing is said: the validating webhook
-// explains that better.
+// pinImage resolves a tag to its digest with the pod's credentials, freshly (ctx is
+// lookup.WithFresh): after a push and a rollout restart the new pods must get the new
+// digest, not the one the cache held for the tag TTL. When the registry answers definitely
+// that the tag cannot be pulled, nothing is said: the validating webhook explains that
+// better.
 func (r *run) pinImage(ctx context.Context, ref name.Reference) outcome {
 	tag, ok := ref.(name.Tag)
 	if !ok {

@@ -1,11 +1,15 @@
 package mutate
 
 import (
+	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-cmp/cmp/cmpopts"
@@ -18,6 +22,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client/fake"
 
 	"github.com/pullgate/pullgate/internal/testregistry"
+	"github.com/pullgate/pullgate/pkg/lookup"
 	"github.com/pullgate/pullgate/pkg/policy"
 	"github.com/pullgate/pullgate/pkg/registrycache"
 	"github.com/pullgate/pullgate/pkg/validate"
@@ -39,6 +44,37 @@ type fixture struct {
 	// private is an origin, privMirror a mirror, both wanting basic auth.
 	private, privMirror *testregistry.Registry
 	reader              client.Reader
+	// clock is the registry cache's; tests move it past the cache's burst window.
+	clock *fakeClock
+}
+
+type fakeClock struct {
+	mu  sync.Mutex
+	now time.Time
+}
+
+func (c *fakeClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.now
+}
+
+func (c *fakeClock) Advance(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.now = c.now.Add(d)
+}
+
+// offline is a Registry that reaches only the tests' registries (on 127.0.0.1): a lookup
+// elsewhere (Docker Hub, for short names) fails at once as unreachable, as it would from a
+// cluster without Internet access, instead of leaving the machine.
+type offline struct{ Registry }
+
+func (o offline) Resolve(ctx context.Context, ref name.Reference, auth authn.Authenticator) (lookup.Descriptor, error) {
+	if host := ref.Context().RegistryStr(); !strings.HasPrefix(host, "127.0.0.1:") {
+		return lookup.Descriptor{}, &lookup.Error{Kind: lookup.KindUnreachable, Host: host, Err: errors.New("tests do not leave the machine")}
+	}
+	return o.Registry.Resolve(ctx, ref, auth)
 }
 
 // mirrorOrigin makes pol mirror the origin registry to the mirror's "origin/" prefix.
@@ -57,6 +93,7 @@ func newFixture(t *testing.T) *fixture {
 		mirror2:    testregistry.New(t),
 		private:    testregistry.New(t, testregistry.WithBasicAuth("puller", "hunter2")),
 		privMirror: testregistry.New(t, testregistry.WithBasicAuth("mirror", "s3cret")),
+		clock:      &fakeClock{now: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)},
 	}
 	sa := func(name string, secrets ...string) *corev1.ServiceAccount {
 		s := &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: testNS, Name: name}}
@@ -87,8 +124,11 @@ func newFixture(t *testing.T) *fixture {
 // mutator returns a Mutator with a fresh cache; nodes nil means the nodes are not known.
 func (f *fixture) mutator(nodes []validate.Platform) *Mutator {
 	m := &Mutator{
-		Registry: registrycache.New(registrycache.WithDialPolicy(registrycache.DialPolicy{AllowLoopback: true})),
-		Reader:   f.reader,
+		Registry: offline{registrycache.New(
+			registrycache.WithDialPolicy(registrycache.DialPolicy{AllowLoopback: true}),
+			registrycache.WithClock(f.clock.Now),
+		)},
+		Reader: f.reader,
 	}
 	if nodes != nil {
 		m.NodePlatforms = func() []validate.Platform { return nodes }
@@ -103,7 +143,8 @@ func enabledPolicy() *policy.Policy {
 	return p
 }
 
-// copyImage copies the image or index at src to dst, as a mirror's sync would.
+// copyImage copies the image or index at src to dst, as a mirror's sync would; opts are
+// used for reading src and writing dst.
 func copyImage(t *testing.T, src, dst string, opts ...remote.Option) {
 	t.Helper()
 	srcRef, err := name.ParseReference(src)
@@ -114,7 +155,7 @@ func copyImage(t *testing.T, src, dst string, opts ...remote.Option) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	desc, err := remote.Get(srcRef)
+	desc, err := remote.Get(srcRef, opts...)
 	if err != nil {
 		t.Fatalf("reading %s: %v", src, err)
 	}
@@ -275,24 +316,55 @@ func TestMirrorRewrite(t *testing.T) {
 				}
 			},
 		},
-		"mirror lacks a platform the nodes need and the original has: original kept": {
+		// A mirror that has not caught up with the origin would run other bytes than the pod
+		// names: whatever its platforms, it is not used while the origin answers.
+		"mirror's tag names another digest than the origin's: original kept": {
+			nodes: []validate.Platform{amd64},
+			setup: func(t *testing.T, f *fixture, pol *policy.Policy) (*corev1.Pod, want) {
+				f.origin.PushImage(t, "app", "v1", "linux", "amd64")
+				f.mirror.PushImage(t, "origin/app", "v1", "linux", "amd64") // other bytes, same platform
+				f.mirrorOrigin(pol)
+				orig := f.origin.Ref("app", ":v1")
+				return pod(containers(orig)), want{
+					view:     podView{Images: map[string]string{"c0": orig}},
+					warnings: []string{"stale, its tag names sha256:"},
+				}
+			},
+		},
+		"stale first mirror, the second has the origin's digest: the second": {
 			nodes: []validate.Platform{amd64, arm64},
 			setup: func(t *testing.T, f *fixture, pol *policy.Policy) (*corev1.Pod, want) {
 				f.origin.PushIndex(t, "multi", "v1", "linux/amd64", "linux/arm64")
-				f.mirror.PushImage(t, "origin/multi", "v1", "linux", "amd64")
+				f.mirror.PushIndex(t, "origin/multi", "v1", "linux/amd64", "linux/arm64")
+				copyImage(t, f.origin.Ref("multi", ":v1"), f.mirror2.Ref("o/multi", ":v1"))
+				pol.Mutations.Mirrors = []policy.MirrorRule{{Registry: f.origin.Host,
+					Mirrors: []string{f.mirror.Host + "/origin", f.mirror2.Host + "/o"}}}
+				orig := f.origin.Ref("multi", ":v1")
+				return pod(containers(orig)), want{view: podView{
+					Images:    map[string]string{"c0": f.mirror2.Ref("o/multi", ":v1")},
+					Originals: map[string]string{"c0": orig},
+				}}
+			},
+		},
+		"nodes unknown, stale multi-arch mirror: original kept": {
+			setup: func(t *testing.T, f *fixture, pol *policy.Policy) (*corev1.Pod, want) {
+				f.origin.PushIndex(t, "multi", "v1", "linux/amd64", "linux/arm64", "linux/s390x")
+				f.mirror.PushIndex(t, "origin/multi", "v1", "linux/amd64", "linux/arm64")
 				f.mirrorOrigin(pol)
 				orig := f.origin.Ref("multi", ":v1")
 				return pod(containers(orig)), want{
 					view:     podView{Images: map[string]string{"c0": orig}},
-					warnings: []string{"lacks linux/arm64"},
+					warnings: []string{"stale"},
 				}
 			},
 		},
-		"mirror lacks a platform the original lacks too: rewritten": {
-			nodes: []validate.Platform{amd64, arm64},
+		// When the origin gives no digest, the mirror must have what the pod needs.
+		"origin rate limited, mirror has the nodes' platform: rewritten": {
+			nodes: []validate.Platform{amd64},
 			setup: func(t *testing.T, f *fixture, pol *policy.Policy) (*corev1.Pod, want) {
 				f.origin.PushImage(t, "app", "v1", "linux", "amd64")
-				f.mirror.PushImage(t, "origin/app", "v1", "linux", "amd64") // other bytes, same platform
+				f.mirror.PushImage(t, "origin/app", "v1", "linux", "amd64")
+				f.origin.SetFault(func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusTooManyRequests) })
 				f.mirrorOrigin(pol)
 				orig := f.origin.Ref("app", ":v1")
 				return pod(containers(orig)), want{view: podView{
@@ -301,11 +373,26 @@ func TestMirrorRewrite(t *testing.T) {
 				}}
 			},
 		},
-		"pod scheduled on arm64 only, mirror has amd64 only: original kept": {
+		"origin failing, mirror lacks a platform the nodes need: original kept": {
 			nodes: []validate.Platform{amd64, arm64},
 			setup: func(t *testing.T, f *fixture, pol *policy.Policy) (*corev1.Pod, want) {
 				f.origin.PushIndex(t, "multi", "v1", "linux/amd64", "linux/arm64")
 				f.mirror.PushImage(t, "origin/multi", "v1", "linux", "amd64")
+				f.origin.SetFault(func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusServiceUnavailable) })
+				f.mirrorOrigin(pol)
+				orig := f.origin.Ref("multi", ":v1")
+				return pod(containers(orig)), want{
+					view:     podView{Images: map[string]string{"c0": orig}},
+					warnings: []string{"lacks linux/arm64"},
+				}
+			},
+		},
+		"origin failing, pod scheduled on arm64 only, mirror has amd64 only: original kept": {
+			nodes: []validate.Platform{amd64, arm64},
+			setup: func(t *testing.T, f *fixture, pol *policy.Policy) (*corev1.Pod, want) {
+				f.origin.PushIndex(t, "multi", "v1", "linux/amd64", "linux/arm64")
+				f.mirror.PushImage(t, "origin/multi", "v1", "linux", "amd64")
+				f.origin.SetFault(func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusServiceUnavailable) })
 				f.mirrorOrigin(pol)
 				orig := f.origin.Ref("multi", ":v1")
 				spec := containers(orig)
@@ -316,11 +403,12 @@ func TestMirrorRewrite(t *testing.T) {
 				}
 			},
 		},
-		"pod scheduled on amd64 only, mirror has amd64 only: rewritten": {
+		"origin failing, pod scheduled on amd64 only, mirror has amd64 only: rewritten": {
 			nodes: []validate.Platform{amd64, arm64},
 			setup: func(t *testing.T, f *fixture, pol *policy.Policy) (*corev1.Pod, want) {
 				f.origin.PushIndex(t, "multi", "v1", "linux/amd64", "linux/arm64")
 				f.mirror.PushImage(t, "origin/multi", "v1", "linux", "amd64")
+				f.origin.SetFault(func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusServiceUnavailable) })
 				f.mirrorOrigin(pol)
 				orig := f.origin.Ref("multi", ":v1")
 				spec := containers(orig)
@@ -331,16 +419,29 @@ func TestMirrorRewrite(t *testing.T) {
 				}}
 			},
 		},
-		"nodes unknown, multi-arch mirror lacks a platform of the original: original kept": {
+		"origin failing, nodes unknown: the mirror that has the tag is used": {
 			setup: func(t *testing.T, f *fixture, pol *policy.Policy) (*corev1.Pod, want) {
 				f.origin.PushIndex(t, "multi", "v1", "linux/amd64", "linux/arm64", "linux/s390x")
 				f.mirror.PushIndex(t, "origin/multi", "v1", "linux/amd64", "linux/arm64")
+				f.origin.SetFault(func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusServiceUnavailable) })
 				f.mirrorOrigin(pol)
 				orig := f.origin.Ref("multi", ":v1")
-				return pod(containers(orig)), want{
-					view:     podView{Images: map[string]string{"c0": orig}},
-					warnings: []string{"lacks linux/s390x of the original"},
-				}
+				return pod(containers(orig)), want{view: podView{
+					Images:    map[string]string{"c0": f.mirror.Ref("origin/multi", ":v1")},
+					Originals: map[string]string{"c0": orig},
+				}}
+			},
+		},
+		"origin lacks the tag, the mirror has it: rewritten": {
+			nodes: []validate.Platform{amd64},
+			setup: func(t *testing.T, f *fixture, pol *policy.Policy) (*corev1.Pod, want) {
+				f.mirror.PushImage(t, "origin/app", "v1", "linux", "amd64")
+				f.mirrorOrigin(pol)
+				orig := f.origin.Ref("app", ":v1")
+				return pod(containers(orig)), want{view: podView{
+					Images:    map[string]string{"c0": f.mirror.Ref("origin/app", ":v1")},
+					Originals: map[string]string{"c0": orig},
+				}}
 			},
 		},
 		"nodes unknown, multi-arch mirror is a copy of the original: rewritten": {
@@ -750,6 +851,19 @@ func TestPinDigests(t *testing.T) {
 			orig := f.origin.Ref("app", "@"+d)
 			return pod(containers(orig)), want{view: podView{Images: map[string]string{"c0": orig}}}
 		},
+		"stale mirror: not mirrored, pinned on the origin": func(t *testing.T, f *fixture, pol *policy.Policy) (*corev1.Pod, want) {
+			d := f.origin.PushImage(t, "app", "v1", "linux", "amd64").String()
+			f.mirror.PushImage(t, "origin/app", "v1", "linux", "amd64")
+			f.mirrorOrigin(pol)
+			orig := f.origin.Ref("app", ":v1")
+			return pod(containers(orig)), want{
+				view: podView{
+					Images:    map[string]string{"c0": f.origin.Ref("app", ":v1@"+d)},
+					Originals: map[string]string{"c0": orig},
+				},
+				warnings: []string{"stale"},
+			}
+		},
 		"registry failing: not pinned, with a warning": func(t *testing.T, f *fixture, pol *policy.Policy) (*corev1.Pod, want) {
 			f.origin.PushImage(t, "app", "v1", "linux", "amd64")
 			f.origin.SetFault(func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusServiceUnavailable) })
@@ -760,8 +874,8 @@ func TestPinDigests(t *testing.T) {
 			}
 		},
 		"mirrored, then pinned to the mirror's digest": func(t *testing.T, f *fixture, pol *policy.Policy) (*corev1.Pod, want) {
-			f.origin.PushImage(t, "app", "v1", "linux", "amd64")
-			d := f.mirror.PushImage(t, "origin/app", "v1", "linux", "amd64").String()
+			d := f.origin.PushImage(t, "app", "v1", "linux", "amd64").String()
+			copyImage(t, f.origin.Ref("app", ":v1"), f.mirror.Ref("origin/app", ":v1"))
 			f.mirrorOrigin(pol)
 			orig := f.origin.Ref("app", ":v1")
 			return pod(containers(orig)), want{view: podView{
@@ -820,8 +934,9 @@ func TestMasterSwitch(t *testing.T) {
 // TestChanges checks what Mutate reports, for the webhook's metrics and logs.
 func TestChanges(t *testing.T) {
 	f := newFixture(t)
-	f.private.PushImage(t, "app", "v1", "linux", "amd64")
-	d := f.mirror.PushImage(t, "private/app", "v1", "linux", "amd64").String()
+	d := f.private.PushImage(t, "app", "v1", "linux", "amd64").String()
+	copyImage(t, f.private.Ref("app", ":v1"), f.mirror.Ref("private/app", ":v1"),
+		remote.WithAuth(&authn.Basic{Username: "puller", Password: "hunter2"}))
 	pol := enabledPolicy()
 	pol.Mutations.Mirrors = []policy.MirrorRule{{Registry: f.private.Host, Mirrors: []string{f.mirror.Host + "/private"}}}
 	pol.Mutations.PullSecrets = []policy.PullSecretRule{{Registry: f.private.Host, SecretName: "regcred"}}
@@ -904,6 +1019,95 @@ func TestRuleFor(t *testing.T) {
 		}
 		if got != want {
 			t.Errorf("ruleFor(%q) = %q, want %q", image, got, want)
+		}
+	}
+}
+
+// TestMutationsAskFreshly: what the mirror rewrite and pinning write into a pod is what the
+// registries say now. Within the registry cache's burst window (2s) pods share one lookup;
+// after it a push is seen at once, though the tag TTL (5m) has not passed.
+func TestMutationsAskFreshly(t *testing.T) {
+	tests := map[string]func(t *testing.T, f *fixture, m *Mutator, pol *policy.Policy){
+		"pinning after a push gets the new digest": func(t *testing.T, f *fixture, m *Mutator, pol *policy.Policy) {
+			pol.Mutations.PinDigests = true
+			orig := f.origin.Ref("app", ":v1")
+			first := f.origin.PushImage(t, "app", "v1", "linux", "amd64").String()
+			mutateWant(t, m, pol, orig, f.origin.Ref("app", ":v1@"+first))
+
+			f.origin.Reset()
+			mutateWant(t, m, pol, orig, f.origin.Ref("app", ":v1@"+first))
+			if n := f.origin.TotalRequests(); n != 0 {
+				t.Errorf("a pod within the burst window cost %d requests, want 0", n)
+			}
+
+			second := f.origin.PushImage(t, "app", "v1", "linux", "amd64").String()
+			f.clock.Advance(3 * time.Second)
+			mutateWant(t, m, pol, orig, f.origin.Ref("app", ":v1@"+second))
+		},
+		"a mirror left behind by a push to the origin is not used, and is again once it catches up": func(t *testing.T, f *fixture, m *Mutator, pol *policy.Policy) {
+			f.mirrorOrigin(pol)
+			orig, mirrored := f.origin.Ref("app", ":v1"), f.mirror.Ref("origin/app", ":v1")
+			f.origin.PushImage(t, "app", "v1", "linux", "amd64")
+			copyImage(t, orig, mirrored)
+			mutateWant(t, m, pol, orig, mirrored)
+
+			f.origin.PushImage(t, "app", "v1", "linux", "amd64") // the mirror has not synced yet
+			f.clock.Advance(3 * time.Second)
+			mutateWant(t, m, pol, orig, orig)
+
+			copyImage(t, orig, mirrored) // it has now
+			f.clock.Advance(3 * time.Second)
+			mutateWant(t, m, pol, orig, mirrored)
+		},
+	}
+	for desc, run := range tests {
+		t.Run(desc, func(t *testing.T) {
+			f := newFixture(t)
+			pol := enabledPolicy()
+			run(t, f, f.mutator([]validate.Platform{amd64}), pol)
+		})
+	}
+}
+
+// mutateWant mutates a pod of image and wants its one container to end up with want.
+func mutateWant(t *testing.T, m *Mutator, pol *policy.Policy, image, want string) {
+	t.Helper()
+	p := pod(containers(image))
+	if _, err := m.Mutate(t.Context(), pol, testNS, p); err != nil {
+		t.Fatalf("Mutate: %v", err)
+	}
+	if got := p.Spec.Containers[0].Image; got != want {
+		t.Errorf("image = %s, want %s", got, want)
+	}
+}
+
+// TestInsecureRegistries: references to a registry the policy lists as insecure are parsed
+// with name.Insecure, which is how the registry client learns it may speak plain HTTP there.
+func TestInsecureRegistries(t *testing.T) {
+	pol := enabledPolicy()
+	pol.Registries.Insecure = []string{"registry.internal:5000", "docker.io"}
+	r := &run{pol: pol}
+	for image, want := range map[string]string{
+		"registry.internal:5000/app:v1": "http",
+		"registry.other:5000/app:v1":    "https",
+		"nginx:1.27":                    "http",
+	} {
+		ref, ok := r.pulled(image)
+		if !ok {
+			t.Fatalf("pulled(%q) = false", image)
+		}
+		if got := ref.Context().Scheme(); got != want {
+			t.Errorf("pulled(%q) scheme = %s, want %s", image, got, want)
+		}
+	}
+	ref, _ := r.pulled("ghcr.io/org/app:v1")
+	for mirror, want := range map[string]string{"registry.internal:5000/ghcr": "http", "registry.other:5000/ghcr": "https"} {
+		target, err := mirrorTarget(mirror, ref, r.insecure)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := target.Context().Scheme(); got != want {
+			t.Errorf("mirror %s: scheme = %s, want %s", mirror, got, want)
 		}
 	}
 }

@@ -16,8 +16,10 @@ const (
 	MaxLookupTimeout = 25 * time.Second
 	// DefaultTagTTL is Cache.TagTTL when the policy does not set it.
 	DefaultTagTTL = 5 * time.Minute
-	// DefaultNegativeTTL is Cache.NegativeTTL when the policy does not set it.
-	DefaultNegativeTTL = 30 * time.Second
+	// DefaultNegativeTTL is Cache.NegativeTTL when the policy does not set it: the registry
+	// cache's burst window, which is also the most it uses (a denial never rests on an
+	// older "not found").
+	DefaultNegativeTTL = 2 * time.Second
 	// DefaultMaxEntries is Cache.MaxEntries when the policy does not set it.
 	DefaultMaxEntries = 10000
 	// MaxMaxEntries is the largest Cache.MaxEntries Validate accepts.

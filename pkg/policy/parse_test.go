@@ -30,7 +30,7 @@ func TestDefault(t *testing.T) {
 		LookupTimeout:             metav1.Duration{Duration: 5 * time.Second},
 		Cache: CachePolicy{
 			TagTTL:      metav1.Duration{Duration: 5 * time.Minute},
-			NegativeTTL: metav1.Duration{Duration: 30 * time.Second},
+			NegativeTTL: metav1.Duration{Duration: 2 * time.Second},
 			MaxEntries:  10000,
 		},
 		NamespaceModeLabel: "pullgate.io/mode",

@@ -70,9 +70,11 @@ type Policy struct {
 
 // CachePolicy sets the registry cache's lifetimes and bound.
 type CachePolicy struct {
-	// TagTTL is how long a tag → digest answer is reused. Default 5m.
+	// TagTTL is how long a tag → digest answer, and the answer that a digest exists, is
+	// reused. Default 5m.
 	TagTTL metav1.Duration `json:"tagTTL,omitempty"`
-	// NegativeTTL is how long a "not found" answer is reused. Default 30s.
+	// NegativeTTL is how long a "not found" answer is reused: at most 2s, which larger
+	// values act as, so that "push, then apply" is not refused. Default 2s.
 	NegativeTTL metav1.Duration `json:"negativeTTL,omitempty"`
 	// MaxEntries bounds each cache (digest-addressed content, tags, negatives). Default 10000.
 	MaxEntries int `json:"maxEntries,omitempty"`

@@ -41,9 +41,12 @@ type Cache struct {
 	transport http.RoundTripper
 	group     singleflight.Group
 
-	content  *lru.Cache[string, any]           // digest-addressed answers, no expiry
-	tags     *lru.Cache[string, timedEntry]    // tag answers and tag lists, tag TTL
-	negative *lru.Cache[string, negativeEntry] // not-found answers, negative TTL
+	// content holds what a digest contains (platforms, an image's config descriptor): it
+	// never changes, so it is kept without expiry. Whether a digest still exists does
+	// change (garbage collection, retention), so that answer is in tags.
+	content  *lru.Cache[string, any]           // digest-addressed content, no expiry
+	tags     *lru.Cache[string, timedEntry]    // tag and digest existence answers, tag lists: tag TTL
+	negative *lru.Cache[string, negativeEntry] // not-found answers, negative TTL (at most burstWindow)
 
 	// transports are go-containerregistry's, by registry, credential identity and, for a
 	// Bearer registry, repository (see ping.go); gens numbers the generations of the hosts'
@@ -74,6 +77,7 @@ var _ interface {
 
 type timedEntry struct {
 	value   any
+	stored  time.Time // when the registry gave it, for lookup.WithFresh
 	expires time.Time
 }
 
@@ -140,9 +144,11 @@ func (c *Cache) Stats() Stats {
 }
 
 // Resolve does a HEAD of the manifest ref names: it returns the digest a tag points to now,
-// or confirms that a digest exists. A digest's answer is kept without expiry, a tag's for
-// the tag TTL, "not found" for the negative TTL. A HEAD has no body, so a missing repository
-// is reported as KindManifestUnknown here; Tags tells the two apart.
+// or confirms that a digest exists. Both answers are kept for the tag TTL (a digest can be
+// deleted: after the TTL a HEAD confirms it again), "not found" for the negative TTL, never
+// longer than burstWindow. Under lookup.WithFresh an answer older than burstWindow is asked
+// again. A HEAD has no body, so a missing repository is reported as KindManifestUnknown
+// here; Tags tells the two apart.
 //
 // Under lookup.WithPlatformsWanted, a lookup that must ask the registry does a GET instead,
 // and keeps from the body what Platforms needs (all of it for an index, the config's
@@ -158,7 +164,7 @@ func (c *Cache) Resolve(ctx context.Context, ref name.Reference, auth authn.Auth
 	}
 	_, byDigest := ref.(name.Digest)
 	key := cacheKey(cacheManifest, repo, ref.Identifier(), cred.id)
-	v, err := c.get(ctx, cacheManifest, host, endpointManifests, key, byDigest, func(ctx context.Context) (any, error) {
+	v, err := c.get(ctx, cacheManifest, host, endpointManifests, key, false, func(ctx context.Context) (any, error) {
 		p, err := c.puller(ctx, repo, cred)
 		if err != nil {
 			return nil, err
@@ -175,8 +181,8 @@ func (c *Cache) Resolve(ctx context.Context, ref name.Reference, auth authn.Auth
 			return nil, err
 		}
 		if !byDigest {
-			// What a tag points to exists, by digest, for good.
-			c.content.Add(cacheKey(cacheManifest, repo, d.Digest.String(), cred.id), d)
+			// What a tag points to exists, by digest, as of now.
+			c.store(cacheKey(cacheManifest, repo, d.Digest.String(), cred.id), false, d)
 		}
 		return d, nil
 	})
@@ -455,10 +461,12 @@ func (c *Cache) Tags(ctx context.Context, repo name.Repository, auth authn.Authe
 // get answers key from the cache, or asks the registry with fetch: once for all the
 // callers that ask at the same time (singleflight), on a context of its own that the first
 // caller leaving does not cancel, while each caller waits only as long as its own ctx.
-// immutable answers (digest-addressed) are kept without expiry, others for the tag TTL.
+// immutable answers (what a digest contains) are kept without expiry, others for the tag
+// TTL; under lookup.WithFresh those are used only while younger than burstWindow.
 func (c *Cache) get(ctx context.Context, cache, host string, ep endpoint, key string, immutable bool,
 	fetch func(context.Context) (any, error)) (any, error) {
-	if v, hit, err := c.cached(key, immutable); hit {
+	fresh := lookup.Fresh(ctx)
+	if v, hit, err := c.cached(key, immutable, fresh); hit {
 		c.hits.Add(1)
 		countLookup(cache, true)
 		return v, err
@@ -482,9 +490,14 @@ func (c *Cache) get(ctx context.Context, cache, host string, ep endpoint, key st
 		}
 	}
 
-	ch := c.group.DoChan(key, func() (any, error) {
+	flight := key
+	if fresh && !immutable {
+		// A fresh lookup must not join one that may answer from an older cached answer.
+		flight = "fresh\x00" + key
+	}
+	ch := c.group.DoChan(flight, func() (any, error) {
 		// A lookup that finished between the check above and here has stored its answer.
-		if v, hit, err := c.cached(key, immutable); hit {
+		if v, hit, err := c.cached(key, immutable, fresh); hit {
 			return v, err
 		}
 		fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.o.requestTimeout)
@@ -538,13 +551,14 @@ func (c *Cache) guarded(ctx context.Context, host string, ep endpoint, fetch fun
 }
 
 // cached returns the cached answer for key: a value, or the error of a not-found answer.
-func (c *Cache) cached(key string, immutable bool) (v any, hit bool, err error) {
+// fresh asks for a timed answer no older than burstWindow; not-found answers never are.
+func (c *Cache) cached(key string, immutable, fresh bool) (v any, hit bool, err error) {
 	now := c.o.now()
 	if immutable {
 		if v, ok := c.content.Get(key); ok {
 			return v, true, nil
 		}
-	} else if e, ok := c.tags.Get(key); ok && now.Before(e.expires) {
+	} else if e, ok := c.tags.Get(key); ok && now.Before(e.expires) && (!fresh || now.Sub(e.stored) < burstWindow) {
 		return e.value, true, nil
 	}
 	if e, ok := c.negative.Get(key); ok && now.Before(e.expires) {
@@ -559,12 +573,16 @@ func (c *Cache) store(key string, immutable bool, v any) {
 	case immutable:
 		c.content.Add(key, v)
 	case c.o.tagTTL > 0:
-		c.tags.Add(key, timedEntry{value: v, expires: c.o.now().Add(c.o.tagTTL)})
+		now := c.o.now()
+		c.tags.Add(key, timedEntry{value: v, stored: now, expires: now.Add(c.o.tagTTL)})
 	}
 }
 
-// storeNegative keeps a not-found answer for the negative TTL. Failures are not answers and
-// are never kept.
+// storeNegative keeps a not-found answer for the negative TTL, which makeOptions holds to
+// burstWindow at most: a denial never rests on an older "not found", since the image may
+// have been pushed since ("push, then apply"). A burst of admissions inside the window still
+// costs one request, and one after it one more, shared by singleflight. Failures are not
+// answers and are never kept.
 func (c *Cache) storeNegative(key string, le *lookup.Error) {
 	if c.o.negativeTTL <= 0 {
 		return

@@ -17,6 +17,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/types"
 	"sigs.k8s.io/controller-runtime/pkg/metrics"
 
@@ -80,6 +81,12 @@ func TestResolve(t *testing.T) {
 
 func TestCacheLifetimes(t *testing.T) {
 	const tagTTL, negativeTTL = 5 * time.Minute, 30 * time.Second
+	missing := func(t *testing.T, c *Cache, ctx context.Context, ref name.Reference) {
+		t.Helper()
+		if _, err := c.Resolve(ctx, ref, nil); lookup.KindOf(err) != lookup.KindManifestUnknown {
+			t.Fatalf("Resolve(%s) error = %v, want manifest unknown", ref, err)
+		}
+	}
 	for _, tc := range []struct {
 		desc string
 		run  func(t *testing.T, reg *testRegistry, c *Cache, clock *fakeClock)
@@ -98,17 +105,42 @@ func TestCacheLifetimes(t *testing.T) {
 			resolveWant(t, c, reg.ref(t, "app:v1"), second)
 		},
 	}, {
-		desc: "digest answer never expires",
+		desc: "a digest's existence is confirmed by a HEAD after the tag TTL, its platforms never expire",
 		run: func(t *testing.T, reg *testRegistry, c *Cache, clock *fakeClock) {
-			d := reg.pushImage(t, "app:v1", nil)
+			d := reg.pushImage(t, "app:v1", imageFor(t, v1.Platform{OS: "linux", Architecture: "arm64"}))
 			ref := reg.ref(t, "app@"+d.String())
 			resolveWant(t, c, ref, d)
+			if _, err := c.Platforms(t.Context(), ref.(name.Digest), nil); err != nil {
+				t.Fatal(err)
+			}
 			reg.resetLog()
-			clock.Advance(1000 * time.Hour)
+			clock.Advance(tagTTL - time.Second)
 			resolveWant(t, c, ref, d)
 			if n := reg.total(); n != 0 {
-				t.Errorf("registry saw %d requests for a cached digest, want 0", n)
+				t.Errorf("registry saw %d requests within the tag TTL, want 0", n)
 			}
+			clock.Advance(1000 * time.Hour)
+			resolveWant(t, c, ref, d)
+			if _, err := c.Platforms(t.Context(), ref.(name.Digest), nil); err != nil {
+				t.Fatal(err)
+			}
+			if diff := cmp.Diff(roundTrips{ManifestHEADs: 1}, reg.roundTrips()); diff != "" {
+				t.Errorf("requests after the tag TTL (-want +got):\n%s", diff)
+			}
+		},
+	}, {
+		// A digest garbage-collected after it was seen must not be admitted for ever.
+		desc: "a digest deleted from the registry is not found once the tag TTL has passed",
+		run: func(t *testing.T, reg *testRegistry, c *Cache, clock *fakeClock) {
+			d := reg.pushImage(t, "app:v1", nil)
+			resolveWant(t, c, reg.ref(t, "app:v1"), d) // caches the digest's existence too
+			ref := reg.ref(t, "app@"+d.String())
+			resolveWant(t, c, ref, d)
+			if err := remote.Delete(ref, remote.WithContext(t.Context())); err != nil {
+				t.Fatal(err)
+			}
+			clock.Advance(tagTTL + time.Second)
+			missing(t, c, t.Context(), ref)
 		},
 	}, {
 		desc: "resolving a tag also caches its digest",
@@ -122,25 +154,70 @@ func TestCacheLifetimes(t *testing.T) {
 			}
 		},
 	}, {
-		desc: "not-found answer is reused within the negative TTL, so push then apply works after it",
+		// Push, then apply: the negative TTL asked for (30s) is held to the burst window.
+		desc: "not-found answer is reused within the burst window only, whatever the negative TTL",
 		run: func(t *testing.T, reg *testRegistry, c *Cache, clock *fakeClock) {
 			reg.pushImage(t, "app:other", nil)
 			ref := reg.ref(t, "app:v1")
-			for range 2 {
-				if _, err := c.Resolve(t.Context(), ref, nil); lookup.KindOf(err) != lookup.KindManifestUnknown {
-					t.Fatalf("Resolve() error = %v, want manifest unknown", err)
-				}
-			}
+			missing(t, c, t.Context(), ref)
+			missing(t, c, t.Context(), ref)
 			if n := reg.count(http.MethodHead, "/manifests/"); n != 1 {
 				t.Errorf("registry saw %d manifest HEADs, want 1 (second answer from cache)", n)
 			}
 			d := reg.pushImage(t, "app:v1", nil)
-			clock.Advance(negativeTTL - time.Second)
-			if _, err := c.Resolve(t.Context(), ref, nil); lookup.KindOf(err) != lookup.KindManifestUnknown {
-				t.Fatalf("Resolve() within negative TTL error = %v, want cached manifest unknown", err)
-			}
-			clock.Advance(2 * time.Second)
+			clock.Advance(burstWindow - 500*time.Millisecond)
+			missing(t, c, t.Context(), ref)
+			clock.Advance(time.Second)
 			resolveWant(t, c, ref, d)
+		},
+	}, {
+		desc: "under cache-only a not-found answer past the burst window is not cached",
+		run: func(t *testing.T, reg *testRegistry, c *Cache, clock *fakeClock) {
+			reg.pushImage(t, "app:other", nil)
+			ref := reg.ref(t, "app:v1")
+			missing(t, c, t.Context(), ref)
+			missing(t, c, lookup.WithCacheOnly(t.Context()), ref)
+			clock.Advance(burstWindow + time.Second)
+			if _, err := c.Resolve(lookup.WithCacheOnly(t.Context()), ref, nil); !errors.Is(err, lookup.ErrNotCached) {
+				t.Errorf("cache-only Resolve() past the window: error = %v, want ErrNotCached", err)
+			}
+		},
+	}, {
+		desc: "a fresh lookup asks again for a tag answer older than the burst window",
+		run: func(t *testing.T, reg *testRegistry, c *Cache, clock *fakeClock) {
+			first := reg.pushImage(t, "app:v1", nil)
+			ref := reg.ref(t, "app:v1")
+			resolveWant(t, c, ref, first)
+			reg.resetLog()
+			clock.Advance(burstWindow - 500*time.Millisecond)
+			resolveFreshWant(t, c, ref, first)
+			if n := reg.total(); n != 0 {
+				t.Errorf("registry saw %d requests for a fresh lookup within the burst window, want 0", n)
+			}
+			second := reg.pushImage(t, "app:v1", nil) // the tag moves
+			clock.Advance(time.Second)
+			resolveWant(t, c, ref, first) // within the tag TTL
+			resolveFreshWant(t, c, ref, second)
+			resolveWant(t, c, ref, second) // the fresh answer is kept for everyone
+		},
+	}, {
+		desc: "a fresh lookup of a digest confirms it exists, its platforms come from the cache",
+		run: func(t *testing.T, reg *testRegistry, c *Cache, clock *fakeClock) {
+			d := reg.pushImage(t, "app:v1", imageFor(t, v1.Platform{OS: "linux", Architecture: "arm64"}))
+			ref := reg.ref(t, "app@"+d.String())
+			resolveWant(t, c, ref, d)
+			if _, err := c.Platforms(t.Context(), ref.(name.Digest), nil); err != nil {
+				t.Fatal(err)
+			}
+			reg.resetLog()
+			clock.Advance(burstWindow + time.Second)
+			resolveFreshWant(t, c, ref, d)
+			if _, err := c.Platforms(lookup.WithFresh(t.Context()), ref.(name.Digest), nil); err != nil {
+				t.Fatal(err)
+			}
+			if diff := cmp.Diff(roundTrips{ManifestHEADs: 1}, reg.roundTrips()); diff != "" {
+				t.Errorf("requests (-want +got):\n%s", diff)
+			}
 		},
 	}} {
 		t.Run(tc.desc, func(t *testing.T) {
@@ -149,6 +226,56 @@ func TestCacheLifetimes(t *testing.T) {
 			c := newTestCache(t, WithClock(clock.Now), WithTagTTL(tagTTL), WithNegativeTTL(negativeTTL))
 			tc.run(t, reg, c, clock)
 		})
+	}
+}
+
+// A burst of admissions costs one request, also when what the cache held is too old to be
+// used: a stale not-found answer, or a tag answer a fresh lookup will not take.
+func TestBurstPastTheWindowSendsOneRequest(t *testing.T) {
+	for _, tc := range []struct {
+		desc  string
+		ref   string
+		ctx   func(context.Context) context.Context
+		found bool
+	}{
+		{"not-found answer past the burst window", "app:missing", func(ctx context.Context) context.Context { return ctx }, false},
+		{"fresh lookups of a tag answered before the burst window", "app:v1", lookup.WithFresh, true},
+	} {
+		t.Run(tc.desc, func(t *testing.T) {
+			clock := newFakeClock()
+			reg := newTestRegistry(t)
+			d := reg.pushImage(t, "app:v1", nil)
+			c := newTestCache(t, WithClock(clock.Now))
+			ref := reg.ref(t, tc.ref)
+			_, _ = c.Resolve(t.Context(), ref, nil)
+			clock.Advance(burstWindow + time.Second)
+			slowAnswers(reg)
+			reg.resetLog()
+			concurrently(t, 200, func() error {
+				got, err := c.Resolve(tc.ctx(t.Context()), ref, nil)
+				switch {
+				case tc.found && (err != nil || got.Digest != d):
+					return fmt.Errorf("Resolve() = %s, %v; want %s", got.Digest, err, d)
+				case !tc.found && lookup.KindOf(err) != lookup.KindManifestUnknown:
+					return fmt.Errorf("Resolve() error = %v, want manifest unknown", err)
+				}
+				return nil
+			})
+			if n := reg.count(http.MethodHead, "/manifests/"); n != 1 {
+				t.Errorf("registry saw %d manifest HEADs for 200 lookups at once, want 1", n)
+			}
+		})
+	}
+}
+
+func resolveFreshWant(t *testing.T, c *Cache, ref name.Reference, want v1.Hash) {
+	t.Helper()
+	got, err := c.Resolve(lookup.WithFresh(t.Context()), ref, nil)
+	if err != nil {
+		t.Fatalf("fresh Resolve(%s) error = %v", ref, err)
+	}
+	if got.Digest != want {
+		t.Fatalf("fresh Resolve(%s) = %s, want %s", ref, got.Digest, want)
 	}
 }
 
@@ -219,6 +346,33 @@ func TestErrorClassification(t *testing.T) {
 			return err
 		}
 	}
+	// configOf resolves repo:v1, which exists, and asks for its platforms: what fails is the
+	// read of the image's config blob.
+	configOf := func(repo string) func(context.Context, *Cache, *testRegistry, *testing.T) error {
+		return func(ctx context.Context, c *Cache, reg *testRegistry, t *testing.T) error {
+			ref := reg.ref(t, repo+":v1")
+			d, err := c.Resolve(ctx, ref, nil)
+			if err != nil {
+				t.Fatalf("Resolve(%s) error = %v, want the manifest found", ref, err)
+			}
+			_, err = c.Platforms(ctx, ref.Context().Digest(d.Digest.String()), nil)
+			return err
+		}
+	}
+	onBlobs := func(r *http.Request) bool { return strings.Contains(r.URL.Path, "/blobs/") }
+	// tokenServer makes the registry a Bearer one whose token endpoint answers with
+	// status (and body) instead of a token.
+	tokenServer := func(status int, body string) func(reg *testRegistry) fault {
+		return func(reg *testRegistry) fault {
+			bearer := reg.bearerAuth()
+			return func(w http.ResponseWriter, r *http.Request) bool {
+				if r.URL.Path == "/token" {
+					return respond(always, status, nil, body)(w, r)
+				}
+				return bearer(w, r)
+			}
+		}
+	}
 	errBody := func(code string) string {
 		return fmt.Sprintf(`{"errors":[{"code":%q,"message":"test"}]}`, code)
 	}
@@ -271,6 +425,44 @@ func TestErrorClassification(t *testing.T) {
 			tags("app"), errSummary{Kind: lookup.KindRepositoryUnknown, StatusCode: 404}},
 		{"tags/list 503 is a server error", func(*testRegistry) fault { return respond(onTags, 503, nil, "") },
 			tags("app"), errSummary{Kind: lookup.KindServerError, StatusCode: 503}},
+		// The status of the token request is not the manifest's (the token realm went away).
+		{"token endpoint 404 is a server error, not an unknown manifest", tokenServer(404, ""),
+			resolve("app:v1"), errSummary{Kind: lookup.KindServerError, StatusCode: 404}},
+		{"token endpoint 404 with a NAME_UNKNOWN body is a server error", tokenServer(404, errBody("NAME_UNKNOWN")),
+			platforms("app"), errSummary{Kind: lookup.KindServerError, StatusCode: 404}},
+		{"token endpoint 404 on a tag listing is a server error, not an unknown repository", tokenServer(404, ""),
+			tags("app"), errSummary{Kind: lookup.KindServerError, StatusCode: 404}},
+		{"token endpoint 401 refuses the credentials: unauthorized", tokenServer(401, errBody("UNAUTHORIZED")),
+			resolve("app:v1"), errSummary{Kind: lookup.KindUnauthorized, StatusCode: 401}},
+		{"token endpoint 503 is a server error", tokenServer(503, ""),
+			resolve("app:v1"), errSummary{Kind: lookup.KindServerError, StatusCode: 503}},
+		// The manifest was found with the credentials used: the config's failure is the
+		// registry's, not a verdict about the tag or the credentials.
+		{"config blob 404 is a server error, not an unknown manifest", func(*testRegistry) fault {
+			return respond(onBlobs, 404, nil, errBody("BLOB_UNKNOWN"))
+		}, configOf("app"), errSummary{Kind: lookup.KindServerError, StatusCode: 404}},
+		{"config blob 403 is a server error, not denied", func(*testRegistry) fault { return respond(onBlobs, 403, nil, errBody("DENIED")) },
+			configOf("app"), errSummary{Kind: lookup.KindServerError, StatusCode: 403}},
+		{"config blob 401 is a server error, not unauthorized", func(*testRegistry) fault { return respond(onBlobs, 401, nil, "") },
+			configOf("app"), errSummary{Kind: lookup.KindServerError, StatusCode: 401}},
+		{"config blob redirected to storage that answers 403 is a server error", func(*testRegistry) fault {
+			return func(w http.ResponseWriter, r *http.Request) bool {
+				switch {
+				case onBlobs(r):
+					http.Redirect(w, r, "/storage/config?signature=expired", http.StatusTemporaryRedirect)
+				case r.URL.Path == "/storage/config":
+					w.WriteHeader(http.StatusForbidden)
+				default:
+					return false
+				}
+				return true
+			}
+		}, configOf("app"), errSummary{Kind: lookup.KindServerError, StatusCode: 403}},
+		{"config blob 500 is a server error", func(*testRegistry) fault { return respond(onBlobs, 500, nil, "") },
+			configOf("app"), errSummary{Kind: lookup.KindServerError, StatusCode: 500}},
+		{"config blob 429 is rate limited", func(*testRegistry) fault {
+			return respond(onBlobs, 429, map[string]string{"Retry-After": "4"}, "")
+		}, configOf("app"), errSummary{Kind: lookup.KindRateLimited, StatusCode: 429, RetryAfter: 4 * time.Second}},
 	} {
 		t.Run(tc.desc, func(t *testing.T) {
 			reg := newTestRegistry(t)
@@ -835,7 +1027,7 @@ func TestOptions(t *testing.T) {
 	}{{
 		desc: "defaults",
 		want: options{
-			tagTTL: 5 * time.Minute, negativeTTL: 30 * time.Second, maxEntries: 10000,
+			tagTTL: 5 * time.Minute, negativeTTL: 2 * time.Second, maxEntries: 10000,
 			hostConcurrency: 8, breakerFailures: 3, breakerOpenFor: 30 * time.Second,
 			requestTimeout: 10 * time.Second, userAgent: "pullgate",
 		},
@@ -847,6 +1039,14 @@ func TestOptions(t *testing.T) {
 		},
 		want: options{
 			maxEntries: 10000, hostConcurrency: 8, breakerOpenFor: 30 * time.Second,
+			requestTimeout: 10 * time.Second, userAgent: "pullgate",
+		},
+	}, {
+		desc: "a negative TTL above the burst window is held to it",
+		opts: []Option{WithNegativeTTL(time.Minute)},
+		want: options{
+			tagTTL: 5 * time.Minute, negativeTTL: 2 * time.Second, maxEntries: 10000,
+			hostConcurrency: 8, breakerFailures: 3, breakerOpenFor: 30 * time.Second,
 			requestTimeout: 10 * time.Second, userAgent: "pullgate",
 		},
 	}, {

@@ -29,38 +29,38 @@ type hostState struct {
 	openErr    *lookup.Error
 	openErrFor time.Time
 
-	// pings are the registry's answers to the ping, by the scheme of the reference that
-	// asked (which decides whether http is tried); gen is the generation they, and the
-	// transports built from them, belong to. Forgetting the answers moves gen on, which
-	// makes those transports stale.
+	// pings are the registry's answers to the ping, by the schemes allowed for the
+	// reference that asked (schemeKey: whether http is tried); gen is the generation they,
+	// and the transports built from them, belong to. Forgetting the answers moves gen on,
+	// which makes those transports stale.
 	pings map[string]*pingAnswer
 	gen   uint64
 }
 
-// pingAnswer returns the answer kept for references of scheme, or nil, and the current
-// generation.
-func (h *hostState) pingAnswer(scheme string) (*pingAnswer, uint64) {
+// pingAnswer returns the answer kept for references allowed these schemes (a schemeKey), or
+// nil, and the current generation.
+func (h *hostState) pingAnswer(schemes string) (*pingAnswer, uint64) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	return h.pings[scheme], h.gen
+	return h.pings[schemes], h.gen
 }
 
 // setPingAnswer keeps a, obtained in generation gen, unless the answers were forgotten
 // since (a ping in flight while the circuit opened must not bring its answer back) or
 // another ping's answer was kept first. It returns the answer kept, or a.
-func (h *hostState) setPingAnswer(scheme string, a *pingAnswer, gen uint64) *pingAnswer {
+func (h *hostState) setPingAnswer(schemes string, a *pingAnswer, gen uint64) *pingAnswer {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if h.gen != gen {
 		return a
 	}
-	if kept, ok := h.pings[scheme]; ok {
+	if kept, ok := h.pings[schemes]; ok {
 		return kept
 	}
 	if h.pings == nil {
 		h.pings = make(map[string]*pingAnswer, 1)
 	}
-	h.pings[scheme] = a
+	h.pings[schemes] = a
 	return a
 }
 

@@ -14,7 +14,7 @@ type Option func(*options)
 
 const (
 	defaultTagTTL          = 5 * time.Minute
-	defaultNegativeTTL     = 30 * time.Second
+	defaultNegativeTTL     = burstWindow
 	defaultMaxEntries      = 10000
 	defaultHostConcurrency = 8
 	defaultBreakerFailures = 3
@@ -29,6 +29,13 @@ const (
 	maxRateLimitHold = time.Hour
 	// tagsPageSize is the n asked for on each tags/list page (ECR refuses more than 1000).
 	tagsPageSize = 1000
+
+	// burstWindow is how long an answer that can change stays good enough to act on
+	// without asking again: the longest a "not found" is reused (WithNegativeTTL), and the
+	// oldest tag answer a lookup.WithFresh lookup accepts. It is long enough that a burst
+	// of admissions (a Deployment scaled to 500, its pods created within a second or two)
+	// shares one request, and short enough that "push, then apply" is not refused.
+	burstWindow = 2 * time.Second
 )
 
 type options struct {
@@ -78,6 +85,7 @@ func makeOptions(opts ...Option) options {
 	if o.negativeTTL < 0 {
 		o.negativeTTL = 0
 	}
+	o.negativeTTL = min(o.negativeTTL, burstWindow)
 	if o.maxEntries < 1 {
 		o.maxEntries = defaultMaxEntries
 	}
@@ -115,15 +123,17 @@ func netLookupIP(ctx context.Context, network, host string) ([]netip.Addr, error
 	return net.DefaultResolver.LookupNetIP(ctx, network, host)
 }
 
-// WithTagTTL sets how long a tag → digest answer is reused. The default is 5m; zero
-// disables caching of tag answers.
+// WithTagTTL sets how long a tag → digest answer, and the answer that a digest exists, is
+// reused before the registry is asked again (what a digest contains is kept without
+// expiry). The default is 5m; zero disables caching of those answers.
 func WithTagTTL(d time.Duration) Option {
 	return func(o *options) { o.tagTTL = d }
 }
 
 // WithNegativeTTL sets how long a "not found" answer (KindRepositoryUnknown,
-// KindManifestUnknown) is reused, short so that "push, then apply" works. The default is
-// 30s; zero disables caching of not-found answers.
+// KindManifestUnknown) is reused. It is never more than 2s (burstWindow): such an answer
+// denies a pod, and an image pushed since must not be refused ("push, then apply"); larger
+// values act as 2s. The default is 2s; zero disables caching of not-found answers.
 func WithNegativeTTL(d time.Duration) Option {
 	return func(o *options) { o.negativeTTL = d }
 }

@@ -16,7 +16,7 @@ import (
 // scheme and the auth challenge. Built per repository (as remote does for each new
 // Puller target), that ping is one more round trip in front of every first-seen image. The
 // answer belongs to the registry, not the repository, and the ping carries no credentials,
-// so the Cache pings a registry once (per reference scheme), keeps the answer in the host's
+// so the Cache pings a registry once (per the schemes allowed for it), keeps the answer in the host's
 // state, and replays it to NewWithContext. Anonymous and Basic transports are then shared
 // by every repository of the registry for one credential identity; Bearer transports hold
 // a token scoped to one repository and stay per repository, but skip the ping as well.
@@ -166,17 +166,18 @@ type cachedTransport struct {
 // against the host's circuit a second time. The first answer kept stands for the others.
 func (c *Cache) ping(ctx context.Context, reg name.Registry) (*pingAnswer, uint64, error) {
 	hs := c.host(reg.RegistryStr())
-	a, gen := hs.pingAnswer(reg.Scheme())
+	schemes := schemeKey(reg)
+	a, gen := hs.pingAnswer(schemes)
 	if a != nil {
 		return a, gen, nil
 	}
-	rec := &pingRecorder{inner: c.transport, host: reg.RegistryStr()}
-	pr, err := transport.Ping(ctx, reg, transport.NewUserAgent(rec, c.o.userAgent))
+	rec := &pingRecorder{inner: newPlainHTTPGuard(c.transport, reg), host: reg.RegistryStr()}
+	pr, err := transport.Ping(ctx, pingRegistry(reg), transport.NewUserAgent(rec, c.o.userAgent))
 	if err != nil {
 		return nil, 0, err
 	}
 	a = rec.answer(pr)
-	return hs.setPingAnswer(reg.Scheme(), a, gen), gen, nil
+	return hs.setPingAnswer(schemes, a, gen), gen, nil
 }
 
 // roundTripper returns the transport for lookups in repo with cred: shared by the
@@ -187,7 +188,7 @@ func (c *Cache) roundTripper(ctx context.Context, repo name.Repository, cred cre
 	if err != nil {
 		return nil, err
 	}
-	parts := []string{reg.Scheme(), reg.RegistryStr(), cred.id}
+	parts := []string{schemeKey(reg), reg.RegistryStr(), cred.id}
 	if a.bearer() || !a.replayable {
 		parts = append(parts, repo.RepositoryStr())
 	}
@@ -196,14 +197,14 @@ func (c *Cache) roundTripper(ctx context.Context, repo name.Repository, cred cre
 		return t.rt, nil
 	}
 	v, err, _ := c.group.Do("transport\x00"+key, func() (any, error) {
-		var inner http.RoundTripper = c.transport
+		var inner http.RoundTripper = newPlainHTTPGuard(c.transport, reg)
 		if a.replayable {
 			inner = &pingReplay{inner: inner, answer: a}
 		}
 		// Wrapped here, under the auth transport, because remote adds nothing to a
 		// *transport.Wrapper, and NewWithContext keeps a User-Agent transport it is given.
 		inner = transport.NewUserAgent(inner, c.o.userAgent)
-		rt, err := transport.NewWithContext(ctx, reg, cred.authenticator(), inner, []string{repo.Scope(transport.PullScope)})
+		rt, err := transport.NewWithContext(ctx, pingRegistry(reg), cred.authenticator(), inner, []string{repo.Scope(transport.PullScope)})
 		if err != nil {
 			return nil, err
 		}

@@ -274,7 +274,9 @@ func (r *run) checkImage(ctx context.Context, image string, never bool) ([]Findi
 		return nil, true
 	}
 	if r.pol.InsecureRegistry(registryHost(ref.Context())) {
-		// The operator says this registry speaks plain HTTP; the parse decides the scheme.
+		// The operator says this registry speaks plain HTTP (as the nodes' containerd is
+		// configured to): the registry client speaks it, after HTTPS, only to references
+		// parsed with name.Insecure, and to localhost, as containerd does by default.
 		if insecure, err := name.ParseReference(image, name.Insecure); err == nil {
 			ref = insecure
 		}

@@ -50,8 +50,10 @@ func newMutWorld(t *testing.T) *mutWorld {
 		mirror:  testregistry.New(t),
 		private: testregistry.New(t, testregistry.WithBasicAuth("puller", "hunter2")),
 	}
-	w.origin.PushImage(t, "app", "v1", "linux", "amd64")
-	w.mirrorDigest = w.mirror.PushImage(t, "origin/app", "v1", "linux", "amd64").String()
+	// The mirror has caught up with the origin: same image, same digest.
+	app := testregistry.Image(t, "linux", "amd64")
+	w.origin.Write(t, "app", "v1", app)
+	w.mirrorDigest = w.mirror.Write(t, "origin/app", "v1", app).String()
 	w.toolDigest = w.private.PushImage(t, "tool", "v1", "linux", "amd64").String()
 
 	w.objects = []client.Object{
