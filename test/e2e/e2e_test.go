@@ -137,7 +137,7 @@ type truthCase struct {
 	crashes bool
 }
 
-var denied = `admission webhook "workloads.pullgate.io" denied the request`
+var denied = `admission webhook "pullgate-validate.pullgate.io" denied the request`
 
 // groundTruth holds the seven causes and a good manifest of every workload kind.
 var groundTruth = []truthCase{
@@ -378,7 +378,7 @@ func TestPolicyReload(t *testing.T) {
 
 	t.Run("an invalid policy is refused and the old one keeps working", func(t *testing.T) {
 		check(t, apply(t, "policy-invalid.yaml"), expect{1, []string{
-			`admission webhook "policy.pullgate.io" denied the request`, "checks.existance", "lookupTimeout",
+			`admission webhook "policy.pullgate-validate.pullgate.io" denied the request`, "checks.existance", "lookupTimeout",
 		}, nil})
 		check(t, apply(t, "image-not-found.yaml", "--dry-run=server"), denied)
 	})
@@ -444,7 +444,7 @@ func TestPullgateNamespaceIsNeverBlocked(t *testing.T) {
 kind: Pod
 metadata:
   name: broken-self
-  namespace: pullgate-system
+  namespace: pullgate
 spec:
   containers:
   - name: c

@@ -26,7 +26,7 @@ import (
 
 // Namespace is where pullgate "runs" and keeps its policy ConfigMap.
 const (
-	Namespace       = "pullgate-system"
+	Namespace       = "pullgate"
 	PolicyConfigMap = "pullgate-policy"
 )
 
@@ -91,7 +91,7 @@ func Start(ctx context.Context, opts Options) (_ *Env, err error) {
 	if assets == "" {
 		assets = filepath.Join(root, "hack", "tools", "bin")
 	}
-	for _, bin := range []string{"kube-apiserver", "etcd", "kubectl", "kubelet", "kube-controller-manager", "kube-scheduler", "containerd2/containerd"} {
+	for _, bin := range []string{"kube-apiserver", "etcd", "kubectl", "kubelet", "kube-controller-manager", "kube-scheduler", "containerd2/containerd", "helm"} {
 		if _, err := os.Stat(filepath.Join(assets, bin)); err != nil {
 			return nil, fmt.Errorf("%s not found in %s: run `make tools`", bin, assets)
 		}
@@ -166,12 +166,16 @@ func Start(ctx context.Context, opts Options) (_ *Env, err error) {
 	}
 	step("registries up, images pushed")
 
+	validating, mutating, err := chartWebhooks(ctx, filepath.Join(assets, "helm"))
+	if err != nil {
+		return nil, err
+	}
 	e.env = &envtest.Environment{
 		BinaryAssetsDirectory: assets,
 		WebhookInstallOptions: envtest.WebhookInstallOptions{
 			LocalServingCertDir: filepath.Join(dir, "webhook-certs"),
-			ValidatingWebhooks:  []*admissionregistrationv1.ValidatingWebhookConfiguration{ValidatingWebhookConfiguration()},
-			MutatingWebhooks:    []*admissionregistrationv1.MutatingWebhookConfiguration{MutatingWebhookConfiguration()},
+			ValidatingWebhooks:  []*admissionregistrationv1.ValidatingWebhookConfiguration{validating},
+			MutatingWebhooks:    []*admissionregistrationv1.MutatingWebhookConfiguration{mutating},
 		},
 	}
 	if err := configureAPIServer(e.env, dir); err != nil {
@@ -344,7 +348,12 @@ func (e *Env) pushImages(ctx context.Context) error {
 		{e.Public + "/pullgate-e2e/pause:1.0", authn.Anonymous, []string{"linux/amd64", "linux/arm64"}, false},
 	}
 	for _, p := range pushes {
-		d, err := e.push(ctx, p.ref, p.auth, p.index || len(p.platforms) > 1, p.platforms)
+		label := p.ref
+		if p.ref == e.Mirror+"/hub/shop/web:1.4.2" {
+			// A mirror holds the origin's very image: same label, same digest.
+			label = e.Public + "/shop/web:1.4.2"
+		}
+		d, err := e.push(ctx, p.ref, label, p.auth, p.index || len(p.platforms) > 1, p.platforms)
 		if err != nil {
 			return err
 		}

@@ -136,16 +136,18 @@ auth:
 // pushImage pushes an image of testapp for platform "os/arch[/variant]", or an index of one
 // image per platform when given several, as ref; it returns the digest pushed.
 func (e *Env) pushImage(ctx context.Context, ref string, auth authn.Authenticator, platforms ...string) (v1.Hash, error) {
-	return e.push(ctx, ref, auth, len(platforms) > 1, platforms)
+	return e.push(ctx, ref, ref, auth, len(platforms) > 1, platforms)
 }
 
 // pushIndex is pushImage that always pushes an index, even of one platform: what
 // `docker buildx build --platform linux/arm64 --push` makes.
 func (e *Env) pushIndex(ctx context.Context, ref string, auth authn.Authenticator, platforms ...string) (v1.Hash, error) {
-	return e.push(ctx, ref, auth, true, platforms)
+	return e.push(ctx, ref, ref, auth, true, platforms)
 }
 
-func (e *Env) push(ctx context.Context, ref string, auth authn.Authenticator, asIndex bool, platforms []string) (v1.Hash, error) {
+// push pushes testapp images for platforms as ref; label (the config label that makes a
+// digest unique) is usually ref itself, and the same label gives the same digest.
+func (e *Env) push(ctx context.Context, ref, label string, auth authn.Authenticator, asIndex bool, platforms []string) (v1.Hash, error) {
 	r, err := name.ParseReference(ref)
 	if err != nil {
 		return v1.Hash{}, err
@@ -160,7 +162,7 @@ func (e *Env) push(ctx context.Context, ref string, auth authn.Authenticator, as
 	}
 	opts := []remote.Option{remote.WithContext(ctx), remote.WithAuth(auth)}
 	if !asIndex {
-		img, err := e.images.image(ctx, plats[0], ref)
+		img, err := e.images.image(ctx, plats[0], label)
 		if err != nil {
 			return v1.Hash{}, err
 		}
@@ -169,7 +171,7 @@ func (e *Env) push(ctx context.Context, ref string, auth authn.Authenticator, as
 		}
 		return img.Digest()
 	}
-	idx, err := e.images.index(ctx, ref, plats)
+	idx, err := e.images.index(ctx, label, plats)
 	if err != nil {
 		return v1.Hash{}, err
 	}

@@ -2,100 +2,54 @@ package harness
 
 import (
 	"context"
+	"fmt"
+	"os/exec"
+	"path/filepath"
+	"strings"
 
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/yaml"
 )
 
-// ValidatingWebhookConfiguration is pullgate's validating webhook as the e2e installs it:
-// the chart's defaults, with the service reference envtest rewrites to the local server.
-func ValidatingWebhookConfiguration() *admissionregistrationv1.ValidatingWebhookConfiguration {
-	path := "validate" // envtest joins it to https://HOST:PORT/
-	ignore := admissionregistrationv1.Ignore
-	none := admissionregistrationv1.SideEffectClassNone
-	timeout := int32(10)
-	client := admissionregistrationv1.WebhookClientConfig{
-		Service: &admissionregistrationv1.ServiceReference{Namespace: Namespace, Name: "pullgate", Path: &path},
+// chartWebhooks renders the chart's webhook configurations — the ones a user installs, with
+// their rules, namespace selector and match conditions — with mutations on (the mutating
+// configuration is rendered only then; it changes nothing until the policy turns a mutation
+// on). envtest points their service references at the local pullgate.
+func chartWebhooks(ctx context.Context, helm string) (*admissionregistrationv1.ValidatingWebhookConfiguration, *admissionregistrationv1.MutatingWebhookConfiguration, error) {
+	cmd := exec.CommandContext(ctx, helm, "template", "pullgate", filepath.Join(RepoRoot(), "charts", "pullgate"),
+		"--namespace", Namespace, "--set", "mutations.enabled=true",
+		"--show-only", "templates/validatingwebhookconfiguration.yaml",
+		"--show-only", "templates/mutatingwebhookconfiguration.yaml")
+	out, err := cmd.Output()
+	if err != nil {
+		var stderr []byte
+		if exit, ok := err.(*exec.ExitError); ok {
+			stderr = exit.Stderr
+		}
+		return nil, nil, fmt.Errorf("helm template of the chart's webhooks: %w\n%s", err, stderr)
 	}
-	rule := func(ops []admissionregistrationv1.OperationType, group string, resources ...string) admissionregistrationv1.RuleWithOperations {
-		return admissionregistrationv1.RuleWithOperations{Operations: ops, Rule: admissionregistrationv1.Rule{
-			APIGroups: []string{group}, APIVersions: []string{"v1"}, Resources: resources,
-		}}
+	var v *admissionregistrationv1.ValidatingWebhookConfiguration
+	var m *admissionregistrationv1.MutatingWebhookConfiguration
+	for _, doc := range strings.Split(string(out), "\n---") {
+		switch {
+		case strings.Contains(doc, "kind: ValidatingWebhookConfiguration"):
+			v = &admissionregistrationv1.ValidatingWebhookConfiguration{}
+			err = yaml.UnmarshalStrict([]byte(doc), v)
+		case strings.Contains(doc, "kind: MutatingWebhookConfiguration"):
+			m = &admissionregistrationv1.MutatingWebhookConfiguration{}
+			err = yaml.UnmarshalStrict([]byte(doc), m)
+		}
+		if err != nil {
+			return nil, nil, fmt.Errorf("decoding the chart's webhook configuration: %w", err)
+		}
 	}
-	create := []admissionregistrationv1.OperationType{admissionregistrationv1.Create}
-	update := []admissionregistrationv1.OperationType{admissionregistrationv1.Update}
-	both := []admissionregistrationv1.OperationType{admissionregistrationv1.Create, admissionregistrationv1.Update}
-	return &admissionregistrationv1.ValidatingWebhookConfiguration{
-		ObjectMeta: metav1.ObjectMeta{Name: "pullgate"},
-		Webhooks: []admissionregistrationv1.ValidatingWebhook{{
-			Name:         "workloads.pullgate.io",
-			ClientConfig: client,
-			Rules: []admissionregistrationv1.RuleWithOperations{
-				rule(create, "", "pods"),
-				rule(update, "", "pods/ephemeralcontainers"),
-				rule(both, "", "replicationcontrollers"),
-				rule(both, "apps", "deployments", "statefulsets", "daemonsets", "replicasets"),
-				rule(both, "batch", "jobs", "cronjobs"),
-			},
-			// Never block the cluster's own namespaces or pullgate's.
-			NamespaceSelector: &metav1.LabelSelector{MatchExpressions: []metav1.LabelSelectorRequirement{{
-				Key: "kubernetes.io/metadata.name", Operator: metav1.LabelSelectorOpNotIn,
-				Values: []string{"kube-system", Namespace},
-			}}},
-			FailurePolicy:           &ignore,
-			SideEffects:             &none,
-			AdmissionReviewVersions: []string{"v1"},
-			TimeoutSeconds:          &timeout,
-		}, {
-			Name:         "policy.pullgate.io",
-			ClientConfig: client,
-			Rules:        []admissionregistrationv1.RuleWithOperations{rule(both, "", "configmaps")},
-			NamespaceSelector: &metav1.LabelSelector{MatchLabels: map[string]string{
-				"kubernetes.io/metadata.name": Namespace,
-			}},
-			// Only the policy ConfigMap is pullgate's business.
-			MatchConditions: []admissionregistrationv1.MatchCondition{{
-				Name: "policy-configmap", Expression: `request.name == "` + PolicyConfigMap + `"`,
-			}},
-			FailurePolicy:           &ignore,
-			SideEffects:             &none,
-			AdmissionReviewVersions: []string{"v1"},
-			TimeoutSeconds:          &timeout,
-		}},
+	if v == nil || m == nil {
+		return nil, nil, fmt.Errorf("the chart rendered no webhook configurations:\n%s", out)
 	}
-}
-
-// MutatingWebhookConfiguration is pullgate's mutating webhook as the e2e installs it: Pods
-// only, on CREATE, reinvoked if a later webhook changes the pod. It changes nothing unless
-// the policy turns mutations on.
-func MutatingWebhookConfiguration() *admissionregistrationv1.MutatingWebhookConfiguration {
-	path := "mutate"
-	ignore := admissionregistrationv1.Ignore
-	none := admissionregistrationv1.SideEffectClassNone
-	ifNeeded := admissionregistrationv1.IfNeededReinvocationPolicy
-	timeout := int32(10)
-	return &admissionregistrationv1.MutatingWebhookConfiguration{
-		ObjectMeta: metav1.ObjectMeta{Name: "pullgate"},
-		Webhooks: []admissionregistrationv1.MutatingWebhook{{
-			Name: "pods.mutate.pullgate.io",
-			ClientConfig: admissionregistrationv1.WebhookClientConfig{
-				Service: &admissionregistrationv1.ServiceReference{Namespace: Namespace, Name: "pullgate", Path: &path},
-			},
-			Rules: []admissionregistrationv1.RuleWithOperations{{
-				Operations: []admissionregistrationv1.OperationType{admissionregistrationv1.Create},
-				Rule:       admissionregistrationv1.Rule{APIGroups: []string{""}, APIVersions: []string{"v1"}, Resources: []string{"pods"}},
-			}},
-			NamespaceSelector: &metav1.LabelSelector{MatchExpressions: []metav1.LabelSelectorRequirement{{
-				Key: "kubernetes.io/metadata.name", Operator: metav1.LabelSelectorOpNotIn,
-				Values: []string{"kube-system", Namespace},
-			}}},
-			FailurePolicy:           &ignore,
-			SideEffects:             &none,
-			ReinvocationPolicy:      &ifNeeded,
-			AdmissionReviewVersions: []string{"v1"},
-			TimeoutSeconds:          &timeout,
-		}},
-	}
+	// envtest sets the CA bundle itself; cert-manager does not run here.
+	v.Annotations, m.Annotations = nil, nil
+	return v, m, nil
 }
 
 // savedWebhooks are pullgate's webhook configurations as installed, while RemoveWebhooks has
