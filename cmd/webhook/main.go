@@ -174,8 +174,8 @@ func run(ctx context.Context, cfg config) error {
 			return fmt.Errorf("starting informer for %T: %w", obj, err)
 		}
 	}
-	platforms := nodes.NewPlatforms()
-	if err := platforms.Watch(ctx, mgr.GetCache()); err != nil {
+	clusterNodes := nodes.NewTracker()
+	if err := clusterNodes.Watch(ctx, mgr.GetCache()); err != nil {
 		return err
 	}
 
@@ -198,7 +198,7 @@ func run(ctx context.Context, cfg config) error {
 		registrycache.WithUserAgent("pullgate/"+version),
 	)
 	validator := &pgwebhook.Validator{
-		Checker: &validate.Checker{Registry: registries, NodePlatforms: platforms.Get},
+		Checker: &validate.Checker{Registry: registries, Nodes: clusterNodes.Get},
 		Policy:  store,
 		Reader:  mgr.GetClient(),
 		// The zero key when the policy comes from a file: no ConfigMap is guarded.
@@ -206,7 +206,7 @@ func run(ctx context.Context, cfg config) error {
 	}
 	mgr.GetWebhookServer().Register(pgwebhook.ValidatePath, &admission.Webhook{Handler: validator, LogConstructor: pgwebhook.RequestLogger})
 	mutator := &pgwebhook.Mutator{
-		Mutations: &mutate.Mutator{Registry: registries, Reader: mgr.GetClient(), NodePlatforms: platforms.Get},
+		Mutations: &mutate.Mutator{Registry: registries, Reader: mgr.GetClient(), Nodes: clusterNodes.Get},
 		Policy:    store,
 		Reader:    mgr.GetClient(),
 	}

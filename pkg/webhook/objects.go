@@ -64,6 +64,12 @@ type pullSpec struct {
 	Affinity            *struct {
 		NodeAffinity *corev1.NodeAffinity `json:"nodeAffinity"`
 	} `json:"affinity"`
+	// NodeName, Tolerations and HostNetwork decide, with the selectors, which nodes the
+	// pod may run on (HostNetwork: the DaemonSet controller tolerates
+	// network-unavailable for host-network pods).
+	NodeName    string              `json:"nodeName"`
+	Tolerations []corev1.Toleration `json:"tolerations"`
+	HostNetwork bool                `json:"hostNetwork"`
 }
 
 type pullContainer struct {
@@ -77,6 +83,9 @@ func (p *pullSpec) podSpec() *corev1.PodSpec {
 		ImagePullSecrets:   p.ImagePullSecrets,
 		ServiceAccountName: p.ServiceAccountName,
 		NodeSelector:       p.NodeSelector,
+		NodeName:           p.NodeName,
+		Tolerations:        p.Tolerations,
+		HostNetwork:        p.HostNetwork,
 	}
 	if p.Affinity != nil && p.Affinity.NodeAffinity != nil {
 		spec.Affinity = &corev1.Affinity{NodeAffinity: p.Affinity.NodeAffinity}
@@ -106,7 +115,8 @@ func containersOf(cs []pullContainer) []corev1.Container {
 
 // pullRelevantChange reports whether an update changed anything that decides whether the
 // pods' pulls succeed: images, pull policies, pull secrets, the ServiceAccount or the node
-// placement. Other updates (labels, replicas, resources) are admitted without a look-up.
+// placement (selectors, node name, tolerations, host network). Other updates (labels,
+// replicas, resources) are admitted without a look-up.
 func pullRelevantChange(old, cur *corev1.PodSpec) bool {
 	// Exported fields: equality.Semantic compares only those.
 	type pullView struct {
@@ -115,12 +125,18 @@ func pullRelevantChange(old, cur *corev1.PodSpec) bool {
 		ServiceAccountName string
 		NodeSelector       map[string]string
 		NodeAffinity       *corev1.NodeAffinity
+		NodeName           string
+		Tolerations        []corev1.Toleration
+		HostNetwork        bool
 	}
 	view := func(s *corev1.PodSpec) pullView {
 		v := pullView{
 			PullSecrets:        s.ImagePullSecrets,
 			ServiceAccountName: s.ServiceAccountName,
 			NodeSelector:       s.NodeSelector,
+			NodeName:           s.NodeName,
+			Tolerations:        s.Tolerations,
+			HostNetwork:        s.HostNetwork,
 		}
 		for _, c := range s.InitContainers {
 			v.Images = append(v.Images, [2]string{c.Image, string(c.ImagePullPolicy)})

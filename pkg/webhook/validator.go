@@ -95,6 +95,8 @@ func (v *Validator) handle(ctx context.Context, req admission.Request) admission
 		NamespaceLabels: nsLabels,
 		Spec:            spec,
 		Keyring:         keyring,
+		// Its pods get the DaemonSet controller's tolerations.
+		DaemonSet: req.Kind.Group == "apps" && kind == "DaemonSet",
 	})
 	for _, f := range findings {
 		findingsTotal.WithLabelValues(string(f.Reason), string(f.Severity)).Inc()

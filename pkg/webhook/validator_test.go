@@ -19,6 +19,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client/fake"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
+	"github.com/pullgate/pullgate/internal/testnodes"
 	"github.com/pullgate/pullgate/internal/testregistry"
 	"github.com/pullgate/pullgate/pkg/policy"
 	"github.com/pullgate/pullgate/pkg/registrycache"
@@ -68,14 +69,18 @@ func newWorld(t *testing.T) *world {
 	return w
 }
 
+// amd64Nodes is a cluster of one linux/amd64 node; mixedNodes has an arm64 one too.
+var (
+	amd64Nodes = testnodes.Platforms(validate.Platform{OS: "linux", Architecture: "amd64"})
+	mixedNodes = testnodes.Platforms(validate.Platform{OS: "linux", Architecture: "amd64"}, validate.Platform{OS: "linux", Architecture: "arm64"})
+)
+
 func (w *world) validator(pol *policy.Policy, opts ...registrycache.Option) *Validator {
 	opts = append([]registrycache.Option{registrycache.WithDialPolicy(registrycache.DialPolicy{AllowLoopback: true})}, opts...)
 	return &Validator{
 		Checker: &validate.Checker{
 			Registry: registrycache.New(opts...),
-			NodePlatforms: func() []validate.Platform {
-				return []validate.Platform{{OS: "linux", Architecture: "amd64"}}
-			},
+			Nodes:    func() *validate.Nodes { return amd64Nodes },
 		},
 		Policy: policy.NewStore(pol),
 		Reader: w.reader,
