@@ -293,7 +293,7 @@ func (t target) runsOn(p v1.Platform) (fit, string) {
 		if platforms.NewMatcher(t.spec).Match(s) {
 			return fitsExactly, ""
 		}
-		return fitsMaybe, "the image is built for Windows " + p.OSVersion + " and the " + nodeName + " nodes run " + t.platform.OSVersion + ": process-isolated containers need a compatible build"
+		return fitsMaybe, "image is built for Windows " + p.OSVersion + ", the nodes run " + t.platform.OSVersion + ": process isolation needs a compatible build"
 	}
 	if t.strict.Match(s) {
 		return fitsExactly, ""
@@ -302,13 +302,13 @@ func (t target) runsOn(p v1.Platform) (fit, string) {
 		return fitsMaybe, fallbackNote(nodeName, formatPlatform(p))
 	}
 	if img.Architecture == node.Architecture {
-		return fitsMaybe, "the image is built for " + formatPlatform(p) + ": it runs only on " + nodeName + " nodes whose CPU supports it"
+		return fitsMaybe, "image is built for " + formatPlatform(p) + ": it runs only on " + nodeName + " nodes whose CPU supports it"
 	}
 	return fitsNot, ""
 }
 
 func fallbackNote(nodes, image string) string {
-	return nodes + " nodes get the " + image + " image: 32-bit code runs only where the kernel and CPU support it"
+	return nodes + " nodes would run its " + image + " image: 32-bit code needs kernel and CPU support"
 }
 
 // imagePlatforms turns an image's platforms into the distinct os/arch pairs nodes are

@@ -77,7 +77,7 @@ func (p presence) soften(fs []Finding) []Finding {
 		case p.all() && !credentials:
 			continue
 		case p.all():
-			f.Message += "; the nodes have the image, but the kubelet pulls it again to verify credentials if it pulled it with a pull secret"
+			f.Message += "; the nodes have the image, but the kubelet re-pulls to verify credentials if it pulled it with a secret"
 		case p.listed+p.maybe == p.total:
 			f.Message += fmt.Sprintf("; %d of %d candidate nodes list the image (IfNotPresent uses it), the others may not have it", p.listed, p.total)
 		default:
@@ -182,9 +182,9 @@ func schema1Outcome(t target) outcome {
 	case t.runtime.Kind == RuntimeContainerd && t.runtime.Major >= 2:
 		return outcome{verdict: refused, refusedBy: "containerd " + fmt.Sprint(t.runtime.Major)}
 	case t.runtime.Kind == RuntimeContainerd && t.runtime.Major == 1:
-		return outcome{verdict: fitsWithWarning, note: "the image is a Docker schema 1 manifest: containerd 1 still converts it, containerd 2 refuses it"}
+		return outcome{verdict: fitsWithWarning, note: "image is a Docker schema 1 manifest: containerd 1 converts it, containerd 2 refuses it"}
 	}
-	return outcome{verdict: fitsWithWarning, note: "the image is a Docker schema 1 manifest, which containerd 2 refuses to pull"}
+	return outcome{verdict: fitsWithWarning, note: "image is a Docker schema 1 manifest, which containerd 2 refuses to pull"}
 }
 
 // configOutcome is how a single image whose config states p fits the target.
@@ -256,7 +256,7 @@ func (r *run) indexOutcome(ctx context.Context, ref name.Reference, image string
 			if t.runtime.Kind != RuntimeCRIO && t.runtime.Major != 1 {
 				// containerd 2 pulls through its transfer service unless configured otherwise,
 				// and that filters the index with platforms.Ordered(DefaultSpec()): no fallback.
-				o.note += "; containerd 2's default pull does not fall back to it"
+				o.note += "; containerd 2's default pull skips it"
 			}
 		}
 	}
@@ -343,12 +343,12 @@ func (r *run) platformFindings(image string, have []string, outcomes []outcome) 
 		}
 	}
 	if missing > 0 {
-		msg := fmt.Sprintf("the index lists %s but that manifest was deleted", strings.Join(missingChildren, " and "))
+		msg := fmt.Sprintf("the index lists %s but it was deleted", strings.Join(missingChildren, " and "))
 		if !everywhere {
 			msg += "; the pod fails on those nodes"
 		}
 		add(DigestNotFound, severity, msg,
-			"push the image again for all its platforms (docker buildx build --platform ... --push), or use a tag or digest whose manifests exist")
+			"push the image again for all its platforms (docker buildx build --platform ... --push)")
 	}
 	if refusals > 0 {
 		msg := fmt.Sprintf("image is a Docker schema 1 manifest, which %s refuses to pull", strings.Join(refusedBy, " and "))
@@ -358,7 +358,10 @@ func (r *run) platformFindings(image string, have []string, outcomes []outcome) 
 		add(UnsupportedManifest, severity, msg, schema1Fix)
 	}
 	for _, n := range notes {
-		reason, fix := PlatformMismatch, "build and push the image for the nodes' own platform, or add a nodeSelector for nodes it runs on"
+		reason, fix := PlatformMismatch, "build and push the image for "+joinPlatforms(fitting)
+		if strings.Contains(n, "runtime of the") {
+			fix = "check the nodes' runtime (status.nodeInfo.containerRuntimeVersion), or build for " + joinPlatforms(fitting)
+		}
 		if strings.Contains(n, "schema 1") {
 			reason, fix = UnsupportedManifest, schema1Fix
 		}
@@ -368,7 +371,7 @@ func (r *run) platformFindings(image string, have []string, outcomes []outcome) 
 }
 
 // schema1Fix says how to turn a Docker schema 1 image into one every runtime pulls.
-const schema1Fix = "push it again as a schema 2 or OCI image: crane copy SRC DST, skopeo copy --format v2s2 docker://SRC docker://DST, or docker pull and docker push with a current Docker"
+const schema1Fix = "re-push it as schema 2: crane copy SRC DST, or skopeo copy --format v2s2 docker://SRC docker://DST"
 
 func appendNew[T comparable](s []T, v T) []T {
 	if slices.Contains(s, v) {
