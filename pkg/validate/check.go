@@ -62,6 +62,8 @@ type Checker struct {
 type parsedRef struct {
 	ref name.Reference
 	err error
+	// familiar is familiarName(ref), the name status.images lists it by.
+	familiar string
 }
 
 // parse is name.ParseReference, memoised in a bounded LRU.
@@ -71,8 +73,20 @@ func (c *Checker) parse(image string) (name.Reference, error) {
 		return p.ref, p.err
 	}
 	ref, err := name.ParseReference(image)
-	c.parsed.Add(image, parsedRef{ref, err})
+	p := parsedRef{ref: ref, err: err}
+	if err == nil {
+		p.familiar = familiarName(ref)
+	}
+	c.parsed.Add(image, p)
 	return ref, err
+}
+
+// familiar is familiarName(ref) for the image string ref was parsed from, memoised.
+func (c *Checker) familiar(image string, ref name.Reference) string {
+	if p, ok := c.parsed.Get(image); ok && p.familiar != "" {
+		return p.familiar
+	}
+	return familiarName(ref)
 }
 
 // tagListLimit bounds the tag listing behind "did you mean" suggestions.
@@ -88,7 +102,7 @@ type container struct {
 func containersOf(spec *corev1.PodSpec) []container {
 	var out []container
 	add := func(name, image string, policy corev1.PullPolicy) {
-		out = append(out, container{name: name, image: image, policy: effectivePullPolicy(image, policy)})
+		out = append(out, container{name: name, image: image, policy: policy})
 	}
 	for _, c := range spec.InitContainers {
 		add(c.Name, c.Image, c.ImagePullPolicy)
@@ -118,6 +132,11 @@ func (c *Checker) Check(ctx context.Context, pol *policy.Policy, pod Pod) []Find
 
 	// Containers that share an image (and pull policy) share one look-up.
 	containers := containersOf(pod.Spec)
+	for i := range containers {
+		if containers[i].policy == "" {
+			containers[i].policy = c.defaultPullPolicy(containers[i].image)
+		}
+	}
 	type key struct {
 		image  string
 		policy corev1.PullPolicy
@@ -255,7 +274,7 @@ func (r *run) checkImage(ctx context.Context, image string, pullPolicy corev1.Pu
 	}
 	var onNodes presence
 	if pullPolicy == corev1.PullIfNotPresent && r.candidates.total > 0 {
-		onNodes = r.candidates.presence(familiarName(ref))
+		onNodes = r.candidates.presence(r.checker.familiar(image, ref))
 	}
 
 	desc, auth, err := r.resolve(ctx, ref)

@@ -9,6 +9,7 @@ import (
 	"github.com/containerd/platforms"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/types"
+	lru "github.com/hashicorp/golang-lru/v2"
 	specs "github.com/opencontainers/image-spec/specs-go/v1"
 )
 
@@ -36,7 +37,19 @@ type target struct {
 	// platforms.DefaultSpec()); core/transfer/image/imagestore.go ImageFilter:
 	// platforms.Ordered(is.platforms...)): the platform alone.
 	only, strict platforms.MatchComparer
+	// choices remembers choose's answers by index digest: what a digest names never
+	// changes, and matching is most of a warm platform check's work.
+	choices *lru.Cache[v1.Hash, choice]
 }
+
+// choice is one answer of choose.
+type choice struct {
+	pick pick
+	note string
+}
+
+// maxChoices bounds the choices a target remembers.
+const maxChoices = 1024
 
 func newTarget(p NodePlatform, rt Runtime) target {
 	t := target{platform: p, runtime: rt}
@@ -46,6 +59,7 @@ func newTarget(p NodePlatform, rt Runtime) target {
 	}
 	t.only = platforms.Only(t.spec)
 	t.strict = platforms.Ordered(t.spec)
+	t.choices, _ = lru.New[v1.Hash, choice](maxChoices) // size > 0
 	return t
 }
 
@@ -80,6 +94,16 @@ type pick struct {
 	fallback bool
 	// unplatformed: the entry has no platform; the runtime reads the child's config.
 	unplatformed bool
+}
+
+// chooseCached is choose for the index at digest, remembered.
+func (t target) chooseCached(digest v1.Hash, mt types.MediaType, children []v1.Descriptor) (pick, string) {
+	if c, ok := t.choices.Get(digest); ok {
+		return c.pick, c.note
+	}
+	p, note := t.choose(mt, children)
+	t.choices.Add(digest, choice{pick: p, note: note})
+	return p, note
 }
 
 // choose returns the child of an index (of media type mt, listing children) the target's

@@ -15,27 +15,24 @@ import (
 	"github.com/pullgate/pullgate/pkg/lookup"
 )
 
-// effectivePullPolicy is the pull policy the API server gives a container that states none
+// defaultPullPolicy is the pull policy the API server gives a container that states none
 // (k8s.io/kubernetes pkg/apis/core/v1/defaults.go SetDefaults_Container): Always for the
 // tag latest, written or implied (parsers.ParseImageName: "If no tag was specified, use the
-// default latest", unless there is a digest), else IfNotPresent.
-func effectivePullPolicy(image string, p corev1.PullPolicy) corev1.PullPolicy {
-	if p != "" {
-		return p
-	}
-	// The tag of tag@digest is kept by neither name.Digest nor the runtime, but the API
-	// server's defaulting reads it.
-	base, _, withDigest := strings.Cut(image, "@")
-	t, err := name.NewTag(base)
-	switch {
-	case err != nil:
-		return corev1.PullIfNotPresent
-	case t.TagStr() != name.DefaultTag:
-		return corev1.PullIfNotPresent
-	case withDigest && !strings.HasSuffix(base, ":"+name.DefaultTag):
+// default latest", unless there is a digest), else IfNotPresent. Admitted objects have
+// been defaulted already; pod specs built by hand (tests, tools) may not be.
+func (c *Checker) defaultPullPolicy(image string) corev1.PullPolicy {
+	ref, err := c.parse(image)
+	if err != nil {
 		return corev1.PullIfNotPresent
 	}
-	return corev1.PullAlways
+	if t, ok := ref.(name.Tag); ok && t.TagStr() == name.DefaultTag {
+		return corev1.PullAlways
+	}
+	// name.Digest keeps no tag, but the API server's defaulting reads the one of tag@digest.
+	if _, ok := ref.(name.Digest); ok && strings.Contains(image, ":"+name.DefaultTag+"@") {
+		return corev1.PullAlways
+	}
+	return corev1.PullIfNotPresent
 }
 
 // all reports whether every candidate node lists the image.
@@ -126,7 +123,8 @@ func (r *run) checkPlatform(ctx context.Context, ref name.Reference, image strin
 	digest := ref.Context().Digest(desc.Digest.String())
 	var (
 		outcomes = make([]outcome, len(r.targets))
-		have     []string // the platforms the image is built for, for messages
+		// have names the platforms the image is built for, for messages.
+		have = func() []string { return nil }
 	)
 	switch {
 	case desc.MediaType.IsSchema1():
@@ -141,9 +139,9 @@ func (r *run) checkPlatform(ctx context.Context, ref name.Reference, image strin
 			}
 			return r.lookupFindings(ctx, ref, image, auth, err), true
 		}
-		have = childPlatforms(children)
+		have = func() []string { return childPlatforms(children) }
 		for i, t := range r.targets {
-			o, ok := r.indexOutcome(ctx, ref, image, desc.MediaType, children, t.target, auth, 0)
+			o, ok := r.indexOutcome(ctx, ref, image, desc.Digest, desc.MediaType, children, t.target, auth, 0)
 			if !ok {
 				return nil, false
 			}
@@ -161,7 +159,7 @@ func (r *run) checkPlatform(ctx context.Context, ref name.Reference, image strin
 			// An image that declares no platform runs wherever the runtime accepts it.
 			return nil, true
 		}
-		have = []string{formatPlatform(plats[0])}
+		have = func() []string { return []string{formatPlatform(plats[0])} }
 		for i, t := range r.targets {
 			outcomes[i] = configOutcome(t.target, plats[0])
 		}
@@ -198,18 +196,20 @@ func configOutcome(t target, p v1.Platform) outcome {
 	return outcome{verdict: noMatch}
 }
 
-// indexOutcome follows the target's runtime through an index (of media type mt, listing
-// children) to the manifest it would pull, and confirms that manifest exists.
-func (r *run) indexOutcome(ctx context.Context, ref name.Reference, image string, mt types.MediaType, children []v1.Descriptor,
+// indexOutcome follows the target's runtime through an index (at digest index, of media
+// type mt, listing children) to the manifest it would pull, and confirms that manifest exists.
+func (r *run) indexOutcome(ctx context.Context, ref name.Reference, image string, index v1.Hash, mt types.MediaType, children []v1.Descriptor,
 	t target, auth authn.Authenticator, depth int) (outcome, bool) {
-	p, note := t.choose(mt, children)
+	p, note := t.chooseCached(index, mt, children)
 	if !p.found {
 		return outcome{verdict: noMatch}, true
 	}
 	child := ref.Context().Digest(p.child.Digest.String())
-	childName := "a manifest without a platform as " + shortDigest(p.child.Digest.String())
-	if p.child.Platform != nil {
-		childName = formatPlatform(*p.child.Platform) + " as " + shortDigest(p.child.Digest.String())
+	childName := func() string {
+		if p.child.Platform == nil {
+			return "a manifest without a platform as " + shortDigest(p.child.Digest.String())
+		}
+		return formatPlatform(*p.child.Platform) + " as " + shortDigest(p.child.Digest.String())
 	}
 	// missing tells a deleted child from a look-up that failed.
 	missing := func(err error) (outcome, bool) {
@@ -217,7 +217,7 @@ func (r *run) indexOutcome(ctx context.Context, ref name.Reference, image string
 		case lookup.CacheOnly(ctx) && needsRegistry(err):
 			return outcome{}, false
 		case lookup.KindOf(err) == lookup.KindManifestUnknown:
-			return outcome{verdict: childMissing, child: childName}, true
+			return outcome{verdict: childMissing, child: childName()}, true
 		}
 		return outcome{verdict: noAnswer, failure: r.lookupFindings(ctx, child, image, auth, err)}, true
 	}
@@ -231,7 +231,7 @@ func (r *run) indexOutcome(ctx context.Context, ref name.Reference, image string
 			return missing(err)
 		}
 		var ok bool
-		if o, ok = r.indexOutcome(ctx, ref, image, p.child.MediaType, grand, t, auth, depth+1); !ok {
+		if o, ok = r.indexOutcome(ctx, ref, image, p.child.Digest, p.child.MediaType, grand, t, auth, depth+1); !ok {
 			return o, false
 		}
 	case p.unplatformed:
@@ -279,7 +279,7 @@ func childPlatforms(children []v1.Descriptor) []string {
 
 // platformFindings turns the outcomes for the targets into findings: a failure on every
 // candidate node denies, on some it warns, and a fit that may not run warns.
-func (r *run) platformFindings(image string, have []string, outcomes []outcome) []Finding {
+func (r *run) platformFindings(image string, have func() []string, outcomes []outcome) []Finding {
 	var out []Finding
 	add := func(reason Reason, natural Severity, msg, fix string) {
 		if f, ok := r.finding(reason, natural, image, msg, fix); ok {
@@ -331,7 +331,7 @@ func (r *run) platformFindings(image string, have []string, outcomes []outcome) 
 	if noMatchNodes > 0 {
 		if everywhere && len(failing) == len(noMatchOn) {
 			add(PlatformMismatch, Deny,
-				fmt.Sprintf("image is built for %s; the pod can only run on %s nodes", joinSorted(have), joinPlatforms(noMatchOn)),
+				fmt.Sprintf("image is built for %s; the pod can only run on %s nodes", joinSorted(have()), joinPlatforms(noMatchOn)),
 				fmt.Sprintf("build and push the image for %s (docker buildx build --platform ...), or pick an image that has it", joinPlatforms(noMatchOn)))
 		} else {
 			msg := fmt.Sprintf("image lacks %s; the pod fails on those nodes", joinPlatforms(noMatchOn))
