@@ -35,9 +35,11 @@ type Tracker struct {
 	mu      sync.Mutex
 	byNode  map[string]record
 	pending bool
-	// debounce is how long a change waits for more before the snapshot is rebuilt; zero
-	// rebuilds at once. Rebuilding costs time in the number of nodes, and a node's images
-	// change whenever it pulls one.
+	// built is when the snapshot was last rebuilt.
+	built time.Time
+	// debounce is the least time between two rebuilds; zero rebuilds on every change.
+	// Rebuilding costs time in the number of nodes, and a node's images change whenever it
+	// pulls one.
 	debounce time.Duration
 
 	// snapshot is what admissions read: rebuilt on change, never modified.
@@ -62,8 +64,8 @@ func (r record) equal(o record) bool {
 // Option configures a Tracker.
 type Option func(*Tracker)
 
-// WithDebounce sets how long a change waits for further ones before the snapshot is
-// rebuilt. The default is 200ms; zero rebuilds on every change.
+// WithDebounce sets how long after a rebuild further changes wait to be rebuilt together.
+// The default is 200ms; zero rebuilds on every change.
 func WithDebounce(d time.Duration) Option { return func(t *Tracker) { t.debounce = max(d, 0) } }
 
 // NewTracker returns an empty Tracker; feed it with Watch or Observe/Forget.
@@ -138,17 +140,20 @@ func (t *Tracker) Forget(nodeName string) {
 	}
 }
 
-// changed rebuilds the snapshot, now or after the debounce delay. t.mu is held.
+// changed rebuilds the snapshot: at once when the last rebuild is at least the debounce
+// delay old, so that a lone change (a node joining) is seen by the next admission; else
+// once when that delay has passed, for every change until then. t.mu is held.
 func (t *Tracker) changed() {
-	if t.debounce == 0 {
-		t.rebuild()
-		return
-	}
 	if t.pending {
 		return
 	}
+	since := time.Since(t.built)
+	if since >= t.debounce {
+		t.rebuild()
+		return
+	}
 	t.pending = true
-	time.AfterFunc(t.debounce, func() {
+	time.AfterFunc(t.debounce-since, func() {
 		t.mu.Lock()
 		defer t.mu.Unlock()
 		t.pending = false
@@ -176,6 +181,7 @@ func (t *Tracker) rebuild() {
 		groups[i].Members = append(groups[i].Members, rec.member)
 	}
 	t.snapshot.Store(validate.NewNodes(groups))
+	t.built = time.Now()
 }
 
 // recordOf reads what the checks need of a Ready node.

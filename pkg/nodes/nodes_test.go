@@ -103,10 +103,15 @@ func TestTrackerIgnoresHeartbeats(t *testing.T) {
 	}
 }
 
-// TestTrackerDebounce: a burst of changes (the informer's first list) is one rebuild, a
-// moment later.
+// TestTrackerDebounce: a lone change is seen at once; a burst of changes (the informer's
+// first list) is rebuilt once more, a moment later.
 func TestTrackerDebounce(t *testing.T) {
-	tr := nodes.NewTracker(nodes.WithDebounce(20 * time.Millisecond))
+	tr := nodes.NewTracker(nodes.WithDebounce(50 * time.Millisecond))
+	tr.Observe(testnodes.Ready("first", "linux", "amd64"))
+	if tr.Get().Len() != 1 {
+		t.Fatalf("a lone change is not in the snapshot at once")
+	}
+	tr.Forget("first")
 	for i := range 100 {
 		tr.Observe(testnodes.Ready(fmt.Sprintf("n%d", i), "linux", "amd64"))
 	}
