@@ -174,8 +174,8 @@ func run(ctx context.Context, cfg config) error {
 			return fmt.Errorf("starting informer for %T: %w", obj, err)
 		}
 	}
-	platforms := nodes.NewPlatforms()
-	if err := platforms.Watch(ctx, mgr.GetCache()); err != nil {
+	clusterNodes := nodes.NewTracker()
+	if err := clusterNodes.Watch(ctx, mgr.GetCache()); err != nil {
 		return err
 	}
 
@@ -198,7 +198,7 @@ func run(ctx context.Context, cfg config) error {
 		registrycache.WithUserAgent("pullgate/"+version),
 	)
 	validator := &pgwebhook.Validator{
-		Checker: &validate.Checker{Registry: registries, NodePlatforms: platforms.Get},
+		Checker: &validate.Checker{Registry: registries, Nodes: clusterNodes.Get},
 		Policy:  store,
 		Reader:  mgr.GetClient(),
 		// A Secret or ServiceAccount created with the workload may not be in the cache yet.
@@ -208,7 +208,7 @@ func run(ctx context.Context, cfg config) error {
 	}
 	mgr.GetWebhookServer().Register(pgwebhook.ValidatePath, &admission.Webhook{Handler: validator, LogConstructor: pgwebhook.RequestLogger})
 	mutator := &pgwebhook.Mutator{
-		Mutations: &mutate.Mutator{Registry: registries, Reader: mgr.GetClient(), APIReader: mgr.GetAPIReader(), NodePlatforms: platforms.Get},
+		Mutations: &mutate.Mutator{Registry: registries, Reader: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Nodes: clusterNodes.Get},
 		Policy:    store,
 		Reader:    mgr.GetClient(),
 	}

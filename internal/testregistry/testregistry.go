@@ -1,6 +1,7 @@
 package testregistry
 
 import (
+	"bytes"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
@@ -246,4 +247,107 @@ func (r *Registry) pushRef(t testing.TB, repo, tag string) name.Reference {
 		t.Fatalf("parsing push reference: %v", err)
 	}
 	return ref
+}
+
+// Entry is one manifest of an index PushIndexOf builds: an image for Platform's os and
+// architecture (or OS/Arch when Platform is nil or says otherwise), or the nested Index.
+// Platform is written into the index as given: nil leaves the entry without one.
+type Entry struct {
+	Platform *v1.Platform
+	// OS and Arch are what the image's config states when they differ from Platform's.
+	OS, Arch string
+	// Index, when set, is pushed as a nested index instead of an image.
+	Index []Entry
+	// Annotations are the entry's annotations in the index.
+	Annotations map[string]string
+}
+
+// PushIndexOf pushes an index of entries as repo:tag and returns its digest and its
+// entries' digests, in order.
+func (r *Registry) PushIndexOf(t testing.TB, repo, tag string, entries ...Entry) (v1.Hash, []v1.Hash) {
+	t.Helper()
+	idx, digests := buildIndex(t, entries)
+	ref := r.pushRef(t, repo, tag)
+	if err := remote.WriteIndex(ref, idx); err != nil {
+		t.Fatalf("pushing index %s: %v", ref, err)
+	}
+	d, err := idx.Digest()
+	if err != nil {
+		t.Fatalf("digest: %v", err)
+	}
+	return d, digests
+}
+
+func buildIndex(t testing.TB, entries []Entry) (v1.ImageIndex, []v1.Hash) {
+	t.Helper()
+	var idx v1.ImageIndex = empty.Index
+	var digests []v1.Hash
+	for _, e := range entries {
+		var add mutate.Appendable
+		if e.Index != nil {
+			nested, _ := buildIndex(t, e.Index)
+			add = nested
+		} else {
+			os, arch := e.OS, e.Arch
+			if p := e.Platform; p != nil {
+				os, arch = cmpOr(os, p.OS), cmpOr(arch, p.Architecture)
+			}
+			add = Image(t, os, arch)
+		}
+		d, err := add.Digest()
+		if err != nil {
+			t.Fatalf("digest: %v", err)
+		}
+		digests = append(digests, d)
+		idx = mutate.AppendManifests(idx, mutate.IndexAddendum{
+			Add:        add,
+			Descriptor: v1.Descriptor{Platform: e.Platform, Annotations: e.Annotations},
+		})
+	}
+	return idx, digests
+}
+
+func cmpOr(a, b string) string {
+	if a != "" {
+		return a
+	}
+	return b
+}
+
+// DeleteManifest deletes the manifest at digest from repo, as a registry's clean-up of
+// untagged manifests does; an index that lists it keeps listing it.
+func (r *Registry) DeleteManifest(t testing.TB, repo string, digest v1.Hash) {
+	t.Helper()
+	ref, err := name.NewDigest(strings.TrimPrefix(r.push.URL, "http://") + "/" + repo + "@" + digest.String())
+	if err != nil {
+		t.Fatalf("parsing digest reference: %v", err)
+	}
+	if err := remote.Delete(ref); err != nil {
+		t.Fatalf("deleting %s: %v", ref, err)
+	}
+}
+
+// PutManifest PUTs body as the manifest repo:tag with the media type as its Content-Type,
+// byte for byte (a Docker schema 1 manifest, which go-containerregistry does not write),
+// and returns the digest the registry names it by.
+func (r *Registry) PutManifest(t testing.TB, repo, tag, mediaType string, body []byte) v1.Hash {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodPut, r.push.URL+"/v2/"+repo+"/manifests/"+tag, bytes.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", mediaType)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatalf("putting manifest %s:%s: %v", repo, tag, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusCreated {
+		t.Fatalf("putting manifest %s:%s: %s", repo, tag, resp.Status)
+	}
+	h, err := v1.NewHash(resp.Header.Get("Docker-Content-Digest"))
+	if err != nil {
+		t.Fatalf("digest of %s:%s: %v", repo, tag, err)
+	}
+	return h
 }

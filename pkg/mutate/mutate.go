@@ -40,9 +40,9 @@ type Mutator struct {
 	// APIReader, when set, reads a Secret or ServiceAccount again that Reader does not find
 	// (pullsecrets.WithAPIReader); in the webhook it is the manager's uncached API reader.
 	APIReader client.Reader
-	// NodePlatforms returns the os/arch of the cluster's Ready nodes. When it is nil or returns
-	// nothing, a multi-arch mirror is compared with the original image's platforms instead.
-	NodePlatforms func() []validate.Platform
+	// Nodes returns the cluster's Ready nodes (pkg/nodes keeps them): a mirror must have the
+	// platforms of the nodes the pod may run on.
+	Nodes func() *validate.Nodes
 	// Parallelism bounds how many distinct images of one pod are looked up at once. Zero means 8.
 	Parallelism int
 }
@@ -101,8 +101,8 @@ func (m *Mutator) Mutate(ctx context.Context, pol *policy.Policy, namespace stri
 		return Result{}, fmt.Errorf("reading the pod's pull secrets: %w", err)
 	}
 	r := &run{m: m, pol: pol, namespace: namespace, pod: pod, keyring: keyring}
-	if m.NodePlatforms != nil {
-		r.needed = validate.SchedulablePlatforms(m.NodePlatforms(), &pod.Spec)
+	if m.Nodes != nil {
+		r.needed = validate.SchedulablePlatforms(m.Nodes(), validate.Placement{Spec: &pod.Spec})
 	}
 	if len(r.needed) > 0 {
 		// A mirror's platforms are read after its look-up: let the look-up fetch the body.

@@ -21,6 +21,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/client/fake"
 
+	"github.com/pullgate/pullgate/internal/testnodes"
 	"github.com/pullgate/pullgate/internal/testregistry"
 	"github.com/pullgate/pullgate/pkg/lookup"
 	"github.com/pullgate/pullgate/pkg/policy"
@@ -131,7 +132,8 @@ func (f *fixture) mutator(nodes []validate.Platform) *Mutator {
 		Reader: f.reader,
 	}
 	if nodes != nil {
-		m.NodePlatforms = func() []validate.Platform { return nodes }
+		snapshot := testnodes.Platforms(nodes...)
+		m.Nodes = func() *validate.Nodes { return snapshot }
 	}
 	return m
 }

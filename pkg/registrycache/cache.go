@@ -72,6 +72,7 @@ type Cache struct {
 var _ interface {
 	Resolve(context.Context, name.Reference, authn.Authenticator) (lookup.Descriptor, error)
 	Platforms(context.Context, name.Digest, authn.Authenticator) ([]v1.Platform, error)
+	Children(context.Context, name.Digest, authn.Authenticator) ([]v1.Descriptor, error)
 	Tags(context.Context, name.Repository, authn.Authenticator, int) ([]string, error)
 } = (*Cache)(nil)
 
@@ -242,6 +243,9 @@ func (c *Cache) getManifest(ctx context.Context, p *remote.Puller, ref name.Refe
 		c.content.Add(cacheKey(cacheConfig, repo, d.Digest.String(), id), *config)
 	default:
 		c.content.Add(cacheKey(cachePlatforms, repo, d.Digest.String(), id), platforms)
+		if children, err := indexChildren(ref, desc.MediaType, desc.Manifest); err == nil && children != nil {
+			c.content.Add(cacheKey(cacheChildren, repo, d.Digest.String(), id), children)
+		}
 	}
 	return d, nil
 }
@@ -310,6 +314,81 @@ func fetchPlatforms(ctx context.Context, p *remote.Puller, ref name.Digest) ([]v
 		return platforms, err
 	}
 	return configPlatforms(ctx, p, ref, *config)
+}
+
+// Children returns the manifests the index at ref lists, in its order, as the runtimes
+// choose among them: entries without a platform keep a nil Platform, attestations
+// (unknown/unknown) and nested indexes are kept, and of the annotations only CRI-O's zstd
+// marker. A manifest that is not an index has no children: the answer is empty. Like
+// Platforms, the answer is fetched by digest once and kept without expiry; when Resolve
+// fetched the index (under lookup.WithPlatformsWanted), no request is made.
+func (c *Cache) Children(ctx context.Context, ref name.Digest, auth authn.Authenticator) ([]v1.Descriptor, error) {
+	repo := ref.Context()
+	host := repo.RegistryStr()
+	cred, err := c.credentialOf(ctx, host, auth)
+	if err != nil {
+		return nil, err
+	}
+	key := cacheKey(cacheChildren, repo, ref.DigestStr(), cred.id)
+	v, err := c.get(ctx, cacheChildren, host, endpointManifests, key, true, func(ctx context.Context) (any, error) {
+		p, err := c.puller(ctx, repo, cred)
+		if err != nil {
+			return nil, err
+		}
+		desc, err := p.Get(ctx, ref)
+		if err != nil {
+			return nil, err
+		}
+		children, err := indexChildren(ref, desc.MediaType, desc.Manifest)
+		if children == nil && err == nil {
+			children = []v1.Descriptor{}
+		}
+		return children, err
+	})
+	if err != nil {
+		return nil, err
+	}
+	return cloneDescriptors(v.([]v1.Descriptor)), nil
+}
+
+// zstdAnnotation is the one annotation Children keeps: containers/image prefers the
+// instances it marks (internal/manifest/oci_index.go instanceIsZstd).
+const zstdAnnotation = "io.github.containers.compression.zstd"
+
+// indexChildren returns the entries of an index body of media type mt, or nil for a
+// manifest that is not an index. A body that does not parse is the registry's fault (see
+// manifestPlatforms).
+func indexChildren(ref name.Reference, mt types.MediaType, body []byte) ([]v1.Descriptor, error) {
+	if !mt.IsIndex() {
+		return nil, nil
+	}
+	im, err := v1.ParseIndexManifest(bytes.NewReader(body))
+	if err != nil {
+		return nil, fmt.Errorf("parsing the index manifest of %s: %v", ref, err)
+	}
+	out := make([]v1.Descriptor, len(im.Manifests))
+	for i, m := range im.Manifests {
+		out[i] = v1.Descriptor{MediaType: m.MediaType, Size: m.Size, Digest: m.Digest, Platform: m.Platform}
+		if v, ok := m.Annotations[zstdAnnotation]; ok {
+			out[i].Annotations = map[string]string{zstdAnnotation: v}
+		}
+	}
+	return out, nil
+}
+
+func cloneDescriptors(ds []v1.Descriptor) []v1.Descriptor {
+	out := make([]v1.Descriptor, len(ds))
+	for i, d := range ds {
+		if d.Platform != nil {
+			p := clonePlatforms([]v1.Platform{*d.Platform})[0]
+			d.Platform = &p
+		}
+		if d.Annotations != nil {
+			d.Annotations = map[string]string{zstdAnnotation: d.Annotations[zstdAnnotation]}
+		}
+		out[i] = d
+	}
+	return out
 }
 
 // manifestPlatforms returns the platforms a manifest of media type mt states in its body:

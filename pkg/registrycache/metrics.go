@@ -36,6 +36,7 @@ func init() {
 const (
 	cacheManifest  = "manifest"
 	cachePlatforms = "platforms"
+	cacheChildren  = "children"
 	cacheTags      = "tags"
 )
 

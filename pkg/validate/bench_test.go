@@ -13,6 +13,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client/fake"
 
+	"github.com/pullgate/pullgate/internal/testnodes"
 	"github.com/pullgate/pullgate/internal/testregistry"
 	"github.com/pullgate/pullgate/pkg/lookup"
 	"github.com/pullgate/pullgate/pkg/policy"
@@ -41,9 +42,9 @@ func benchPod(b *testing.B, reg *testregistry.Registry) *corev1.PodSpec {
 	}
 }
 
-func benchNodes() []validate.Platform {
-	return []validate.Platform{{OS: "linux", Architecture: "amd64"}, {OS: "linux", Architecture: "arm64"}}
-}
+var benchSnapshot = testnodes.Platforms(validate.Platform{OS: "linux", Architecture: "amd64"}, validate.Platform{OS: "linux", Architecture: "arm64"})
+
+func benchNodes() *validate.Nodes { return benchSnapshot }
 
 func benchPolicy() *policy.Policy {
 	p := policy.Default()
@@ -79,8 +80,8 @@ func BenchmarkCheckWarm(b *testing.B) {
 	} {
 		b.Run(tc.name, func(b *testing.B) {
 			c := &validate.Checker{
-				Registry:      registrycache.New(registrycache.WithDialPolicy(registrycache.DialPolicy{AllowLoopback: true})),
-				NodePlatforms: benchNodes,
+				Registry: registrycache.New(registrycache.WithDialPolicy(registrycache.DialPolicy{AllowLoopback: true})),
+				Nodes:    benchNodes,
 			}
 			pol := benchPolicy()
 			pod := validate.Pod{Namespace: "bench", Spec: spec, Keyring: tc.keyring()}
@@ -116,6 +117,13 @@ func (stubRegistry) Platforms(context.Context, name.Digest, authn.Authenticator)
 	return []v1.Platform{{OS: "linux", Architecture: "amd64"}, {OS: "linux", Architecture: "arm64"}}, nil
 }
 
+func (stubRegistry) Children(context.Context, name.Digest, authn.Authenticator) ([]v1.Descriptor, error) {
+	return []v1.Descriptor{
+		{MediaType: types.OCIManifestSchema1, Platform: &v1.Platform{OS: "linux", Architecture: "amd64"}},
+		{MediaType: types.OCIManifestSchema1, Platform: &v1.Platform{OS: "linux", Architecture: "arm64"}},
+	}, nil
+}
+
 func (stubRegistry) Tags(context.Context, name.Repository, authn.Authenticator, int) ([]string, error) {
 	return nil, nil
 }
@@ -123,7 +131,7 @@ func (stubRegistry) Tags(context.Context, name.Repository, authn.Authenticator, 
 func BenchmarkCheckStub(b *testing.B) {
 	reg := testregistry.New(b)
 	spec := benchPod(b, reg)
-	c := &validate.Checker{Registry: stubRegistry{}, NodePlatforms: benchNodes}
+	c := &validate.Checker{Registry: stubRegistry{}, Nodes: benchNodes}
 	pol := benchPolicy()
 	pod := validate.Pod{Namespace: "bench", Spec: spec, Keyring: benchKeyring(b, spec, reg.Host)}
 	ctx := context.Background()

@@ -25,6 +25,9 @@ type Registry interface {
 	Resolve(ctx context.Context, ref name.Reference, auth authn.Authenticator) (lookup.Descriptor, error)
 	// Platforms returns the platforms the manifest at a digest is built for.
 	Platforms(ctx context.Context, ref name.Digest, auth authn.Authenticator) ([]v1.Platform, error)
+	// Children returns the manifests the index at a digest lists, in its order, entries
+	// without a platform included; nothing for a manifest that is not an index.
+	Children(ctx context.Context, ref name.Digest, auth authn.Authenticator) ([]v1.Descriptor, error)
 	// Tags lists at most limit tags of a repository.
 	Tags(ctx context.Context, repo name.Repository, auth authn.Authenticator, limit int) ([]string, error)
 }
@@ -43,14 +46,18 @@ type Pod struct {
 	// (a Pod naming one that does not exist is refused by the ServiceAccount admission
 	// plugin before it gets here).
 	Template bool
+	// DaemonSet says Spec is a DaemonSet's pod template: its pods get the DaemonSet
+	// controller's tolerations, so they may land on nodes other pods may not.
+	DaemonSet bool
 }
 
 // Checker runs the checks. Its zero value is not usable: Registry is required.
 type Checker struct {
 	Registry Registry
-	// NodePlatforms returns the os/arch of the cluster's Ready nodes. When it is nil or
-	// returns nothing, the platform check is skipped: there is nothing to compare with.
-	NodePlatforms func() []Platform
+	// Nodes returns the cluster's Ready nodes (pkg/nodes keeps them). The platform check
+	// and the images already on nodes look at the nodes the pod may run on; when Nodes is
+	// nil or that is none, the platform check says nothing: there is nothing to compare with.
+	Nodes func() *Nodes
 	// Parallelism bounds how many distinct images of one pod are looked up at once. Zero means 8.
 	Parallelism int
 
@@ -63,6 +70,8 @@ type Checker struct {
 type parsedRef struct {
 	ref name.Reference
 	err error
+	// familiar is familiarName(ref), the name status.images lists it by.
+	familiar string
 }
 
 // parse is name.ParseReference, memoised in a bounded LRU.
@@ -72,8 +81,20 @@ func (c *Checker) parse(image string) (name.Reference, error) {
 		return p.ref, p.err
 	}
 	ref, err := name.ParseReference(image)
-	c.parsed.Add(image, parsedRef{ref, err})
+	p := parsedRef{ref: ref, err: err}
+	if err == nil {
+		p.familiar = familiarName(ref)
+	}
+	c.parsed.Add(image, p)
 	return ref, err
+}
+
+// familiar is familiarName(ref) for the image string ref was parsed from, memoised.
+func (c *Checker) familiar(image string, ref name.Reference) string {
+	if p, ok := c.parsed.Get(image); ok && p.familiar != "" {
+		return p.familiar
+	}
+	return familiarName(ref)
 }
 
 // tagListLimit bounds the tag listing behind "did you mean" suggestions.
@@ -83,7 +104,8 @@ const tagListLimit = 1000
 // of any of the three kinds, or an image volume's.
 type container struct {
 	name, image string
-	never       bool
+	// policy is the pull policy, defaulted as the API server does.
+	policy corev1.PullPolicy
 	// volume says name is an image volume's (spec.volumes[].image), not a container's.
 	volume bool
 }
@@ -104,7 +126,7 @@ func containersOf(spec *corev1.PodSpec) []container {
 	var out []container
 	var mounted map[string]bool
 	add := func(name, image string, policy corev1.PullPolicy, mounts []corev1.VolumeMount) {
-		out = append(out, container{name: name, image: image, never: policy == corev1.PullNever})
+		out = append(out, container{name: name, image: image, policy: policy})
 		if len(spec.Volumes) == 0 {
 			return
 		}
@@ -128,7 +150,7 @@ func containersOf(spec *corev1.PodSpec) []container {
 		if v.Image == nil || !mounted[v.Name] {
 			continue
 		}
-		out = append(out, container{name: v.Name, image: v.Image.Reference, never: v.Image.PullPolicy == corev1.PullNever, volume: true})
+		out = append(out, container{name: v.Name, image: v.Image.Reference, policy: v.Image.PullPolicy, volume: true})
 	}
 	return out
 }
@@ -143,31 +165,39 @@ func (c *Checker) Check(ctx context.Context, pol *policy.Policy, pod Pod) []Find
 		pod.Keyring = &pullsecrets.Keyring{}
 	}
 	r := run{checker: c, pol: pol, pod: pod}
-	if c.NodePlatforms != nil && pol.ModeFor(policy.CheckPlatform, pod.NamespaceLabels) != policy.Off {
-		r.platforms = schedulablePlatforms(c.NodePlatforms(), pod.Spec)
+	if c.Nodes != nil {
+		r.candidates = c.Nodes().candidates(Placement{Spec: pod.Spec, DaemonSet: pod.DaemonSet})
+		if pol.ModeFor(policy.CheckPlatform, pod.NamespaceLabels) != policy.Off {
+			r.targets = r.candidates.targets()
+		}
 	}
 	// A look-up can only end in a finding of these checks, or in a registry error that
 	// says one of them could not be made: with all of them off, none is made.
-	r.lookups = len(r.platforms) > 0 ||
+	r.lookups = len(r.targets) > 0 ||
 		pol.ModeFor(policy.CheckExistence, pod.NamespaceLabels) != policy.Off ||
 		pol.ModeFor(policy.CheckPullSecrets, pod.NamespaceLabels) != policy.Off
 
 	// Containers that share an image (and pull policy) share one look-up.
 	containers := containersOf(pod.Spec)
+	for i := range containers {
+		if containers[i].policy == "" {
+			containers[i].policy = c.defaultPullPolicy(containers[i].image)
+		}
+	}
 	type key struct {
-		image string
-		never bool
+		image  string
+		policy corev1.PullPolicy
 	}
 	results := make(map[key][]Finding)
 	var order []key
 	for _, ctr := range containers {
-		k := key{ctr.image, ctr.never}
+		k := key{ctr.image, ctr.policy}
 		if _, ok := results[k]; !ok {
 			results[k] = nil
 			order = append(order, k)
 		}
 	}
-	if len(r.platforms) > 0 {
+	if len(r.targets) > 0 {
 		// A first look-up can then fetch the manifest instead of a HEAD: one round trip
 		// fewer for a new image, none for a multi-arch one's platforms.
 		ctx = lookup.WithPlatformsWanted(ctx)
@@ -177,7 +207,7 @@ func (c *Checker) Check(ctx context.Context, pol *policy.Policy, pod Pod) []Find
 	cacheOnly := lookup.WithCacheOnly(ctx)
 	var uncached []key
 	for _, k := range order {
-		fs, ok := r.checkImage(cacheOnly, k.image, k.never)
+		fs, ok := r.checkImage(cacheOnly, k.image, k.policy)
 		if !ok {
 			uncached = append(uncached, k)
 			continue
@@ -197,7 +227,7 @@ func (c *Checker) Check(ctx context.Context, pol *policy.Policy, pod Pod) []Find
 		go func() {
 			defer wg.Done()
 			defer func() { <-sem }()
-			fs, _ := r.checkImage(ctx, k.image, k.never)
+			fs, _ := r.checkImage(ctx, k.image, k.policy)
 			mu.Lock()
 			results[k] = fs
 			mu.Unlock()
@@ -207,7 +237,7 @@ func (c *Checker) Check(ctx context.Context, pol *policy.Policy, pod Pod) []Find
 
 	var findings []Finding
 	for _, ctr := range containers {
-		for _, f := range results[key{ctr.image, ctr.never}] {
+		for _, f := range results[key{ctr.image, ctr.policy}] {
 			if ctr.volume {
 				f.Volume = ctr.name
 			} else {
@@ -221,10 +251,13 @@ func (c *Checker) Check(ctx context.Context, pol *policy.Policy, pod Pod) []Find
 
 // run is the state of one Check call.
 type run struct {
-	checker   *Checker
-	pol       *policy.Policy
-	pod       Pod
-	platforms []Platform
+	checker *Checker
+	pol     *policy.Policy
+	pod     Pod
+	// candidates are the Ready nodes the pod may run on; targets their kinds (platform
+	// and runtime), empty when the platform check is off.
+	candidates candidates
+	targets    []countedTarget
 	// lookups is false when no finding could come of asking a registry: no look-up is made.
 	lookups bool
 
@@ -256,7 +289,7 @@ func (r *run) finding(reason Reason, natural Severity, image, msg, fix string) (
 
 // checkImage returns the findings for image. Under lookup.WithCacheOnly it reports false,
 // and no findings, when the answer needs the registry (or explaining a failure does).
-func (r *run) checkImage(ctx context.Context, image string, never bool) ([]Finding, bool) {
+func (r *run) checkImage(ctx context.Context, image string, pullPolicy corev1.PullPolicy) ([]Finding, bool) {
 	var out []Finding
 	add := func(reason Reason, natural Severity, msg, fix string) {
 		if f, ok := r.finding(reason, natural, image, msg, fix); ok {
@@ -292,33 +325,40 @@ func (r *run) checkImage(ctx context.Context, image string, never bool) ([]Findi
 		add(UnpinnedTag, Deny, "image has no tag or uses :latest, so nodes may run different versions",
 			"pin a version tag or a digest (image:1.2.3 or image@sha256:…)")
 	}
-	if never || !r.lookups {
-		// never: the kubelet will not pull, the image must already be on the node.
+	if pullPolicy == corev1.PullNever || !r.lookups {
+		// Never: the kubelet will not pull, the image must already be on the node.
 		// !lookups: nothing a look-up could find would be reported.
 		return out, true
+	}
+	var onNodes presence
+	if pullPolicy == corev1.PullIfNotPresent && r.candidates.total > 0 {
+		onNodes = r.candidates.presence(r.checker.familiar(image, ref))
 	}
 	if broken := r.pod.Keyring.Unparseable(); len(broken) > 0 {
 		// The kubelet builds no keyring for the pod and fails the pull before it asks any
 		// registry (pkg/kubelet/images/image_manager.go, makeLookupPullCredentialsFunc:
 		// "keyring, err := credentialprovidersecrets.MakeDockerKeyring(...); if err != nil
-		// { return nil, err }"), whatever the image.
+		// { return nil, err }"), whatever the image — unless the image is on the node and
+		// needs no pull (presence softens it).
+		var fs []Finding
 		for _, p := range broken {
 			r.cite(problemKey(p))
-			add(PullSecretInvalid, Deny, p.Detail+", so the kubelet pulls none of the pod's images",
+			if f, ok := r.finding(PullSecretInvalid, Deny, image, p.Detail+", so the kubelet pulls none of the pod's images",
 				fmt.Sprintf("fix the docker config in secret %q (kubectl create secret docker-registry %s ... --dry-run=client -o yaml | kubectl apply -f -) or remove it from imagePullSecrets",
-					p.Secret, p.Secret))
+					p.Secret, p.Secret)); ok {
+				fs = append(fs, f)
+			}
 		}
-		return out, true
+		return append(out, onNodes.soften(fs)...), true
 	}
-
 	desc, auth, err := r.resolve(ctx, ref)
 	if err != nil && lookup.CacheOnly(ctx) && needsRegistry(err) {
 		return nil, false
 	}
 	if err != nil {
-		return append(out, r.lookupFindings(ctx, ref, image, auth, err)...), true
+		return append(out, onNodes.soften(r.lookupFindings(ctx, ref, image, auth, err))...), true
 	}
-	if len(r.platforms) > 0 {
+	if len(r.targets) > 0 && !onNodes.all() {
 		fs, ok := r.checkPlatform(ctx, ref, image, desc, auth)
 		if !ok {
 			return nil, false
@@ -568,57 +608,6 @@ func (r *run) manifestUnknownFindings(ctx context.Context, ref name.Reference, i
 		add(TagNotFound, fmt.Sprintf("tag %q does not exist in %s", ref.TagStr(), repoName), fix)
 	}
 	return out
-}
-
-func (r *run) checkPlatform(ctx context.Context, ref name.Reference, image string, desc lookup.Descriptor, auth authn.Authenticator) ([]Finding, bool) {
-	var out []Finding
-	add := func(reason Reason, natural Severity, msg, fix string) {
-		if f, ok := r.finding(reason, natural, image, msg, fix); ok {
-			out = append(out, f)
-		}
-	}
-	digest := ref.Context().Digest(desc.Digest.String())
-	plats, err := r.checker.Registry.Platforms(ctx, digest, auth)
-	if err != nil && lookup.CacheOnly(ctx) && needsRegistry(err) {
-		return nil, false
-	}
-	if err != nil {
-		return r.lookupFindings(ctx, ref, image, auth, err), true
-	}
-	have := imagePlatforms(plats)
-	if len(have) == 0 {
-		// An image that declares no platform runs wherever the runtime accepts it.
-		return nil, true
-	}
-	var supported, missing []Platform
-	for _, p := range r.platforms {
-		if containsPlatform(have, p) {
-			supported = append(supported, p)
-		} else {
-			missing = append(missing, p)
-		}
-	}
-	switch {
-	case len(missing) == 0:
-	case len(supported) == 0:
-		add(PlatformMismatch, Deny,
-			fmt.Sprintf("image is built for %s; the pod can only run on %s nodes", joinPlatforms(have), joinPlatforms(r.platforms)),
-			fmt.Sprintf("build and push the image for %s (docker buildx build --platform ...), or pick an image that has it", joinPlatforms(r.platforms)))
-	default:
-		add(PlatformMismatch, Warn,
-			fmt.Sprintf("image lacks %s; the pod fails on those nodes", joinPlatforms(missing)),
-			fmt.Sprintf("add nodeSelector kubernetes.io/arch (or os) for %s, or build the image for %s", joinPlatforms(supported), joinPlatforms(missing)))
-	}
-	return out, true
-}
-
-func containsPlatform(ps []Platform, p Platform) bool {
-	for _, q := range ps {
-		if q == p {
-			return true
-		}
-	}
-	return false
 }
 
 // problemKey is what cite records for a problem: its secret, or its ServiceAccount.

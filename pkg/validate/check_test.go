@@ -14,6 +14,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/client/fake"
 
+	"github.com/pullgate/pullgate/internal/testnodes"
 	"github.com/pullgate/pullgate/internal/testregistry"
 	"github.com/pullgate/pullgate/pkg/policy"
 	"github.com/pullgate/pullgate/pkg/pullsecrets"
@@ -327,13 +328,14 @@ func TestCheck(t *testing.T) {
 			if nodes == nil {
 				nodes = allNodes
 			}
+			snapshot := testnodes.Platforms(nodes...)
 			// A fresh cache per case: no case may pass on another's cached answer.
 			checker := &validate.Checker{
 				Registry: registrycache.New(
 					registrycache.WithDialPolicy(registrycache.DialPolicy{AllowLoopback: true}),
 					registrycache.WithBreaker(0, 0),
 				),
-				NodePlatforms: func() []validate.Platform { return nodes },
+				Nodes: func() *validate.Nodes { return snapshot },
 			}
 			spec := tc.spec
 			kr, err := pullsecrets.ForPod(t.Context(), f.reader, ns, &spec)
@@ -679,7 +681,9 @@ func TestCheckImageVolumes(t *testing.T) {
 					registrycache.WithDialPolicy(registrycache.DialPolicy{AllowLoopback: true}),
 					registrycache.WithBreaker(0, 0),
 				),
-				NodePlatforms: func() []validate.Platform { return []validate.Platform{{OS: "linux", Architecture: "amd64"}} },
+				Nodes: func() *validate.Nodes {
+					return testnodes.Platforms(validate.Platform{OS: "linux", Architecture: "amd64"})
+				},
 			}
 			spec := tc.spec
 			kr, err := pullsecrets.ForPod(t.Context(), f.reader, ns, &spec)

@@ -22,13 +22,16 @@ const (
 	RegistryRateLimited Reason = "RegistryRateLimited"
 	RegistryError       Reason = "RegistryError"
 	UnpinnedTag         Reason = "UnpinnedTag"
+	// UnsupportedManifest: the node's runtime refuses the manifest's format (a Docker
+	// schema 1 manifest on containerd 2).
+	UnsupportedManifest Reason = "UnsupportedManifest"
 )
 
 // Reasons lists every reason code, for documentation and metrics.
 var Reasons = []Reason{
 	InvalidReference, RegistryNotAllowed, ImageNotFound, TagNotFound, DigestNotFound,
 	PlatformMismatch, PullSecretMissing, PullSecretInvalid, NoCredentials, CredentialsRejected,
-	RegistryUnreachable, RegistryRateLimited, RegistryError, UnpinnedTag,
+	RegistryUnreachable, RegistryRateLimited, RegistryError, UnpinnedTag, UnsupportedManifest,
 }
 
 // check returns the policy check that sets the mode of a reason, or "" for the registry
@@ -41,7 +44,7 @@ func (r Reason) check() policy.Check {
 		return policy.CheckRegistryAllowed
 	case ImageNotFound, TagNotFound, DigestNotFound:
 		return policy.CheckExistence
-	case PlatformMismatch:
+	case PlatformMismatch, UnsupportedManifest:
 		return policy.CheckPlatform
 	case PullSecretMissing, PullSecretInvalid, NoCredentials, CredentialsRejected:
 		return policy.CheckPullSecrets

@@ -28,6 +28,10 @@ func (missingRegistry) Platforms(context.Context, name.Digest, authn.Authenticat
 	return nil, nil
 }
 
+func (missingRegistry) Children(context.Context, name.Digest, authn.Authenticator) ([]v1.Descriptor, error) {
+	return nil, nil
+}
+
 func (missingRegistry) Tags(context.Context, name.Repository, authn.Authenticator, int) ([]string, error) {
 	return []string{"1.0", "1.1", "latest", strings.Repeat("x", 128)}, nil
 }

@@ -25,6 +25,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
+	"github.com/pullgate/pullgate/internal/testnodes"
 	"github.com/pullgate/pullgate/internal/testregistry"
 	"github.com/pullgate/pullgate/pkg/policy"
 	"github.com/pullgate/pullgate/pkg/registrycache"
@@ -94,9 +95,7 @@ func benchSetup(b *testing.B, hungApp bool) (*webhook.Validator, admission.Reque
 	v := &webhook.Validator{
 		Checker: &validate.Checker{
 			Registry: registrycache.New(cacheOpts...),
-			NodePlatforms: func() []validate.Platform {
-				return []validate.Platform{{OS: "linux", Architecture: "amd64"}, {OS: "linux", Architecture: "arm64"}}
-			},
+			Nodes:    func() *validate.Nodes { return benchNodes },
 		},
 		Policy: policy.NewStore(pol),
 		Reader: reader,
@@ -210,6 +209,9 @@ func benchSetup(b *testing.B, hungApp bool) (*webhook.Validator, admission.Reque
 // BenchmarkHandleWarm is one admission through the Validator with every registry answer
 // cached: decoding the pod, reading the namespace and pull secret, building the keyring,
 // the checks, and the response.
+// benchNodes is a cluster of a linux/amd64 and a linux/arm64 node.
+var benchNodes = testnodes.Platforms(validate.Platform{OS: "linux", Architecture: "amd64"}, validate.Platform{OS: "linux", Architecture: "arm64"})
+
 func BenchmarkHandleWarm(b *testing.B) {
 	v, req, _ := benchSetup(b, false)
 	ctx := context.Background()

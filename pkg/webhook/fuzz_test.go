@@ -32,6 +32,10 @@ func (unknownRegistry) Platforms(context.Context, name.Digest, authn.Authenticat
 	return nil, nil
 }
 
+func (unknownRegistry) Children(context.Context, name.Digest, authn.Authenticator) ([]v1.Descriptor, error) {
+	return nil, nil
+}
+
 func (unknownRegistry) Tags(_ context.Context, repo name.Repository, _ authn.Authenticator, _ int) ([]string, error) {
 	return []string{"v1", "v2"}, nil
 }
@@ -54,11 +58,9 @@ func FuzzAdmissionReview(f *testing.F) {
 	}
 	pol := policy.Default()
 	v := &Validator{
-		Checker: &validate.Checker{Registry: unknownRegistry{}, NodePlatforms: func() []validate.Platform {
-			return []validate.Platform{{OS: "linux", Architecture: "amd64"}}
-		}},
-		Policy: policy.NewStore(pol),
-		Reader: fake.NewClientBuilder().Build(),
+		Checker: &validate.Checker{Registry: unknownRegistry{}, Nodes: func() *validate.Nodes { return amd64Nodes }},
+		Policy:  policy.NewStore(pol),
+		Reader:  fake.NewClientBuilder().Build(),
 	}
 	hook := &admission.Webhook{Handler: v}
 	f.Fuzz(func(t *testing.T, body []byte) {

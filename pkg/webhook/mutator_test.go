@@ -88,9 +88,7 @@ func (w *mutWorld) handler(pol *policy.Policy, reader client.Reader) *Mutator {
 		Mutations: &mutate.Mutator{
 			Registry: registrycache.New(registrycache.WithDialPolicy(registrycache.DialPolicy{AllowLoopback: true})),
 			Reader:   reader,
-			NodePlatforms: func() []validate.Platform {
-				return []validate.Platform{{OS: "linux", Architecture: "amd64"}}
-			},
+			Nodes:    func() *validate.Nodes { return amd64Nodes },
 		},
 		Policy: policy.NewStore(pol),
 		Reader: reader,
@@ -431,11 +429,9 @@ func FuzzMutatorAdmissionReview(f *testing.F) {
 		testregistry.PullSecret("a", "regcred", "mirror.example.com", "u", "p"),
 	).Build()
 	hook := &admission.Webhook{Handler: &Mutator{
-		Mutations: &mutate.Mutator{Registry: everythingRegistry{}, Reader: reader, NodePlatforms: func() []validate.Platform {
-			return []validate.Platform{{OS: "linux", Architecture: "amd64"}}
-		}},
-		Policy: policy.NewStore(pol),
-		Reader: reader,
+		Mutations: &mutate.Mutator{Registry: everythingRegistry{}, Reader: reader, Nodes: func() *validate.Nodes { return amd64Nodes }},
+		Policy:    policy.NewStore(pol),
+		Reader:    reader,
 	}}
 	f.Fuzz(func(t *testing.T, body []byte) {
 		resp := serveReview(t, hook, MutatePath, body)

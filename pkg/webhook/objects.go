@@ -62,11 +62,16 @@ type pullSpec struct {
 	Volumes             []pullVolume                  `json:"volumes"`
 	ImagePullSecrets    []corev1.LocalObjectReference `json:"imagePullSecrets"`
 	ServiceAccountName  string                        `json:"serviceAccountName"`
-	NodeName            string                        `json:"nodeName"`
 	NodeSelector        map[string]string             `json:"nodeSelector"`
 	Affinity            *struct {
 		NodeAffinity *corev1.NodeAffinity `json:"nodeAffinity"`
 	} `json:"affinity"`
+	// NodeName, Tolerations and HostNetwork decide, with the selectors, which nodes the
+	// pod may run on (HostNetwork: the DaemonSet controller tolerates
+	// network-unavailable for host-network pods).
+	NodeName    string              `json:"nodeName"`
+	Tolerations []corev1.Toleration `json:"tolerations"`
+	HostNetwork bool                `json:"hostNetwork"`
 }
 
 type pullContainer struct {
@@ -93,8 +98,10 @@ func (p *pullSpec) podSpec() *corev1.PodSpec {
 	spec := &corev1.PodSpec{
 		ImagePullSecrets:   p.ImagePullSecrets,
 		ServiceAccountName: p.ServiceAccountName,
-		NodeName:           p.NodeName,
 		NodeSelector:       p.NodeSelector,
+		NodeName:           p.NodeName,
+		Tolerations:        p.Tolerations,
+		HostNetwork:        p.HostNetwork,
 	}
 	if p.Affinity != nil && p.Affinity.NodeAffinity != nil {
 		spec.Affinity = &corev1.Affinity{NodeAffinity: p.Affinity.NodeAffinity}
@@ -148,8 +155,8 @@ func mountsOf(ms []pullMount) []corev1.VolumeMount {
 
 // pullRelevantChange reports whether an update changed anything that decides whether the
 // pods' pulls succeed: images (of containers and image volumes), pull policies, pull
-// secrets, the ServiceAccount or the node placement. Other updates (labels, replicas,
-// resources) are admitted without a look-up.
+// secrets, the ServiceAccount or the node placement (selectors, node name, tolerations, host
+// network). Other updates (labels, replicas, resources) are admitted without a look-up.
 func pullRelevantChange(old, cur *corev1.PodSpec) bool {
 	// Exported fields: equality.Semantic compares only those.
 	type image struct {
@@ -162,17 +169,21 @@ func pullRelevantChange(old, cur *corev1.PodSpec) bool {
 		ImageVolumes       []corev1.Volume
 		PullSecrets        []corev1.LocalObjectReference
 		ServiceAccountName string
-		NodeName           string
 		NodeSelector       map[string]string
 		NodeAffinity       *corev1.NodeAffinity
+		NodeName           string
+		Tolerations        []corev1.Toleration
+		HostNetwork        bool
 	}
 	view := func(s *corev1.PodSpec) pullView {
 		v := pullView{
 			ImageVolumes:       s.Volumes,
 			PullSecrets:        s.ImagePullSecrets,
 			ServiceAccountName: s.ServiceAccountName,
-			NodeName:           s.NodeName,
 			NodeSelector:       s.NodeSelector,
+			NodeName:           s.NodeName,
+			Tolerations:        s.Tolerations,
+			HostNetwork:        s.HostNetwork,
 		}
 		for _, c := range s.InitContainers {
 			v.Images = append(v.Images, image{c.Image, string(c.ImagePullPolicy), c.VolumeMounts})

@@ -16,7 +16,7 @@ import (
 // object and then walks every byte of what it skips, through reflection: about a fifth of a
 // warm admission's CPU time. The object has already been validated by the AdmissionReview
 // decode, so this walks it once, compares keys as bytes, and hands only the one nested value
-// it keeps whole (node affinity) to the API server's JSON decoder. It decodes as that
+// it keeps whole (node affinity, tolerations) to the API server's JSON decoder. It decodes as that
 // decoder (sigs.k8s.io/json) does: keys match case-sensitively; a repeated key decodes into
 // what the earlier one left (strings are replaced, maps and arrays of objects merged, see
 // scanObjects); a value of the wrong type in a field it reads is an error. FuzzPullSpecScan
@@ -318,21 +318,31 @@ func (s *scanner) pullSpec(p *pullSpec) error {
 			})
 		case "serviceAccountName":
 			return s.str(&p.ServiceAccountName)
-		case "nodeName":
-			return s.str(&p.NodeName)
 		case "volumes":
 			return s.volumes(&p.Volumes)
 		case "nodeSelector":
 			return s.stringMap(&p.NodeSelector)
 		case "affinity":
-			raw, err := s.value()
-			if err != nil {
-				return err
-			}
-			return sigsjson.UnmarshalCaseSensitivePreserveInts(raw, &p.Affinity)
+			return s.decode(&p.Affinity)
+		case "nodeName":
+			return s.str(&p.NodeName)
+		case "tolerations":
+			return s.decode(&p.Tolerations)
+		case "hostNetwork":
+			return s.decode(&p.HostNetwork)
 		}
 		return s.skip()
 	})
+}
+
+// decode hands the value that comes next to the API server's JSON decoder, into what an
+// earlier occurrence of the key left in into, as that decoder does with a repeated key.
+func (s *scanner) decode(into any) error {
+	raw, err := s.value()
+	if err != nil {
+		return err
+	}
+	return sigsjson.UnmarshalCaseSensitivePreserveInts(raw, into)
 }
 
 // stringMap reads an object of strings into m as encoding/json does: null makes m nil, a

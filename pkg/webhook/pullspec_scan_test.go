@@ -129,6 +129,12 @@ func TestScanPullSpec(t *testing.T) {
 		{desc: "an image source that is not an object", gvk: podGVK, json: `{"spec":{"volumes":[{"name":"a","image":"a:1"}]}}`, wantErr: true},
 		{desc: "a volume reference that is not a string", gvk: podGVK, json: `{"spec":{"volumes":[{"image":{"reference":[]}}]}}`, wantErr: true},
 		{desc: "volume mounts that are not an array", gvk: podGVK, json: `{"spec":{"containers":[{"volumeMounts":{}}]}}`, wantErr: true},
+		{desc: "what decides the candidate nodes: nodeName, tolerations, hostNetwork", gvk: podGVK,
+			json: `{"spec":{"nodeName":"node-a","hostNetwork":true,"tolerations":[{"key":"gpu","operator":"Exists","effect":"NoSchedule"}],"containers":[{"name":"x","image":"x:1"}]}}`,
+			want: &corev1.PodSpec{NodeName: "node-a", HostNetwork: true, Tolerations: []corev1.Toleration{{Key: "gpu", Operator: corev1.TolerationOpExists, Effect: corev1.TaintEffectNoSchedule}},
+				Containers: []corev1.Container{{Name: "x", Image: "x:1"}}}},
+		{desc: "tolerations that are not an array", gvk: podGVK, json: `{"spec":{"tolerations":{}}}`, wantErr: true},
+		{desc: "hostNetwork that is not a bool", gvk: podGVK, json: `{"spec":{"hostNetwork":"yes"}}`, wantErr: true},
 		{desc: "an image that is not a string", gvk: podGVK, json: `{"spec":{"containers":[{"image":5}]}}`, wantErr: true},
 		{desc: "containers that are not an array", gvk: podGVK, json: `{"spec":{"containers":{}}}`, wantErr: true},
 		{desc: "a spec that is not an object", gvk: podGVK, json: `{"spec":[]}`, wantErr: true},
@@ -176,6 +182,8 @@ func FuzzPullSpecScan(f *testing.F) {
 	f.Add(`{"spec":{"containers":[{"image":"\u00e9\ud83d\ude00"}],"nodeSelector":{"k":"v"}}}`, uint8(0))
 	f.Add(`{"spec":{"containers":[{"image":1e3}]}}`, uint8(0))
 	f.Add(`[{"spec":null}]`, uint8(0))
+	f.Add(`{"spec":{"nodeName":"a","nodeName":null,"hostNetwork":true,"hostNetwork":null,"tolerations":[{"key":"k","value":"v"}],"tolerations":[{"effect":"NoSchedule"},{"key":"x"}]}}`, uint8(0))
+	f.Add(`{"spec":{"template":{"spec":{"tolerations":null,"hostNetwork":false}}}}`, uint8(1))
 	f.Add(`{"spec":{"containers":[{"name":"a","image":"evil:1"},{"image":"b"}],"containers":[{"name":"a"}],"containers":[null,null]}}`, uint8(0))
 	f.Add(`{"spec":{"nodeName":"n","volumes":[{"name":"m","image":{"reference":"m:1","pullPolicy":"Never"}},{"name":"e","emptyDir":{}}],"containers":[{"name":"c","image":"c","volumeMounts":[{"name":"m"},null]}]}}`, uint8(0))
 	f.Add(`{"spec":{"template":{"spec":{"volumes":[{"image":null},{"image":{}}],"volumes":[{"image":{"reference":"r"}},null,{"name":"x"}],"initContainers":[{"volumeMounts":[{"name":"a"}],"volumeMounts":[{}]}]}}}}`, uint8(1))

@@ -110,6 +110,8 @@ func (v *Validator) handle(ctx context.Context, req admission.Request) admission
 		Keyring:         keyring,
 		// Every kind but Pod carries a template whose pods are created later.
 		Template: kind != "Pod",
+		// Its pods get the DaemonSet controller's tolerations.
+		DaemonSet: req.Kind.Group == "apps" && kind == "DaemonSet",
 	})
 	for _, f := range findings {
 		findingsTotal.WithLabelValues(string(f.Reason), string(f.Severity)).Inc()

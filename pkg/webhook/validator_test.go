@@ -19,6 +19,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client/fake"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
+	"github.com/pullgate/pullgate/internal/testnodes"
 	"github.com/pullgate/pullgate/internal/testregistry"
 	"github.com/pullgate/pullgate/pkg/policy"
 	"github.com/pullgate/pullgate/pkg/registrycache"
@@ -47,6 +48,8 @@ func newWorld(t *testing.T) *world {
 	w.public.PushImage(t, "app", "latest", "linux", "amd64")
 	w.public.PushIndex(t, "multi", "v1", "linux/amd64", "linux/arm64")
 	w.public.PushImage(t, "armonly", "v1", "linux", "arm64")
+	w.public.PutManifest(t, "legacy", "v1", "application/vnd.docker.distribution.manifest.v1+prettyjws",
+		[]byte(`{"schemaVersion":1,"name":"legacy","tag":"v1","architecture":"amd64","fsLayers":[],"history":[],"signatures":[]}`))
 	w.private.PushImage(t, "app", "v1", "linux", "amd64")
 	w.limited.SetFault(func(rw http.ResponseWriter, _ *http.Request) {
 		rw.Header().Set("Retry-After", "60")
@@ -69,14 +72,17 @@ func newWorld(t *testing.T) *world {
 	return w
 }
 
+// amd64Nodes is a cluster of one linux/amd64 containerd 2 node.
+var (
+	amd64Nodes = testnodes.Platforms(validate.Platform{OS: "linux", Architecture: "amd64"})
+)
+
 func (w *world) validator(pol *policy.Policy, opts ...registrycache.Option) *Validator {
 	opts = append([]registrycache.Option{registrycache.WithDialPolicy(registrycache.DialPolicy{AllowLoopback: true})}, opts...)
 	return &Validator{
 		Checker: &validate.Checker{
 			Registry: registrycache.New(opts...),
-			NodePlatforms: func() []validate.Platform {
-				return []validate.Platform{{OS: "linux", Architecture: "amd64"}}
-			},
+			Nodes:    func() *validate.Nodes { return amd64Nodes },
 		},
 		Policy: policy.NewStore(pol),
 		Reader: w.reader,
@@ -158,6 +164,7 @@ func TestEveryReasonBothModes(t *testing.T) {
 		{validate.RegistryRateLimited, containers(w.limited.Ref("app", ":v1")), nil},
 		{validate.RegistryError, containers(w.broken.Ref("app", ":v1")), nil},
 		{validate.UnpinnedTag, containers(pub.Ref("app", ":latest")), nil},
+		{validate.UnsupportedManifest, containers(pub.Ref("legacy", ":v1")), nil},
 	}
 	for _, tc := range cases {
 		for _, mode := range []policy.Mode{policy.Enforce, policy.Warn} {
@@ -196,6 +203,51 @@ func TestEveryReasonBothModes(t *testing.T) {
 			})
 		}
 	}
+}
+
+// TestDaemonSetTemplateTolerations: a DaemonSet's pods get the DaemonSet controller's
+// tolerations, so a cordoned arm64 node is one of their nodes and not a Deployment's; a
+// workload update that only changes tolerations is looked up again.
+func TestDaemonSetTemplateTolerations(t *testing.T) {
+	w := newWorld(t)
+	nodes := testnodes.Snapshot(
+		testnodes.Ready("amd", "linux", "amd64"),
+		testnodes.Ready("arm", "linux", "arm64", testnodes.Cordoned()),
+	)
+	v := w.validator(basePolicy())
+	v.Checker.Nodes = func() *validate.Nodes { return nodes }
+	template := func(kind string, spec corev1.PodSpec) runtime.Object {
+		tmpl := corev1.PodTemplateSpec{Spec: spec}
+		if kind == "DaemonSet" {
+			return &appsv1.DaemonSet{TypeMeta: metav1.TypeMeta{APIVersion: "apps/v1", Kind: kind}, ObjectMeta: metav1.ObjectMeta{Namespace: testNS, Name: "web"}, Spec: appsv1.DaemonSetSpec{Template: tmpl}}
+		}
+		return &appsv1.Deployment{TypeMeta: metav1.TypeMeta{APIVersion: "apps/v1", Kind: kind}, ObjectMeta: metav1.ObjectMeta{Namespace: testNS, Name: "web"}, Spec: appsv1.DeploymentSpec{Template: tmpl}}
+	}
+	armonly := containers(w.public.Ref("armonly", ":v1"))
+	for _, tc := range []struct {
+		kind        string
+		wantAllowed bool
+	}{{"Deployment", false}, {"DaemonSet", true}} {
+		t.Run(tc.kind, func(t *testing.T) {
+			gvk := metav1.GroupVersionKind{Group: "apps", Version: "v1", Kind: tc.kind}
+			resp := v.Handle(t.Context(), request(t, admissionv1.Create, gvk, testNS, template(tc.kind, armonly), nil))
+			if resp.Allowed != tc.wantAllowed {
+				t.Fatalf("allowed = %v, want %v: %s %q", resp.Allowed, tc.wantAllowed, resp.Result.Message, resp.Warnings)
+			}
+			if tc.wantAllowed && !strings.Contains(strings.Join(resp.Warnings, "\n"), "[PlatformMismatch]") {
+				t.Errorf("want a PlatformMismatch warning for the amd64 node, got %q", resp.Warnings)
+			}
+		})
+	}
+	t.Run("an update of tolerations only is checked", func(t *testing.T) {
+		gvk := metav1.GroupVersionKind{Group: "apps", Version: "v1", Kind: "Deployment"}
+		tolerating := armonly
+		tolerating.Tolerations = []corev1.Toleration{{Key: corev1.TaintNodeUnschedulable, Operator: corev1.TolerationOpExists}}
+		resp := v.Handle(t.Context(), request(t, admissionv1.Update, gvk, testNS, template("Deployment", armonly), template("Deployment", tolerating)))
+		if resp.Allowed {
+			t.Fatalf("admitted an update that moves the pods off the only arm64 node: %q", resp.Warnings)
+		}
+	})
 }
 
 func TestDenialListsEveryFailingContainer(t *testing.T) {
