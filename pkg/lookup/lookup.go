@@ -139,6 +139,12 @@ func WithPlatformsWanted(ctx context.Context) context.Context {
 	return context.WithValue(ctx, platformsWantedKey{}, true)
 }
 
+// WithoutPlatformsWanted undoes WithPlatformsWanted: the caller asks only whether what it
+// resolves exists (an index's child the runtime would fetch), which a HEAD answers.
+func WithoutPlatformsWanted(ctx context.Context) context.Context {
+	return context.WithValue(ctx, platformsWantedKey{}, false)
+}
+
 // PlatformsWanted reports whether ctx says the caller will ask for the platforms of what
 // it resolves.
 func PlatformsWanted(ctx context.Context) bool {

@@ -176,16 +176,21 @@ func TestCandidateNodes(t *testing.T) {
 		want:     []brief{{validate.ImageNotFound, "c0", validate.Warn}},
 		wantText: []string{"1 of 2 candidate nodes have the image"},
 	}, {
+		desc:  "an arm64-only image on every candidate (amd64) node is still of the wrong platform",
+		spec:  withPolicy(pod(pub.Ref("team/armonly", ":v1")), corev1.PullIfNotPresent),
+		nodes: []*corev1.Node{testnodes.Ready("amd", "linux", "amd64", testnodes.Images(name(pub.Ref("team/armonly", ":v1"))))},
+		want:  []brief{{validate.PlatformMismatch, "c0", validate.Deny}},
+	}, {
 		desc:  "on a node the pod cannot run on: denied",
 		spec:  withPolicy(pod(missing), corev1.PullIfNotPresent),
 		nodes: []*corev1.Node{testnodes.Ready("amd-loaded", "linux", "amd64", testnodes.Images(name(missing)), testnodes.Taint("x", "", corev1.TaintEffectNoSchedule)), amd},
 		want:  []brief{{validate.ImageNotFound, "c0", validate.Deny}},
 	}, {
-		desc:     "private image without credentials on every candidate node: warns, the kubelet may verify credentials",
+		desc:     "private image without credentials on every candidate node: denied, the kubelet verifies credentials",
 		spec:     withPolicy(pod(privImage), corev1.PullIfNotPresent),
 		nodes:    []*corev1.Node{testnodes.Ready("amd", "linux", "amd64", testnodes.Images(name(privImage)))},
-		want:     []brief{{validate.NoCredentials, "c0", validate.Warn}},
-		wantText: []string{"verify credentials"},
+		want:     []brief{{validate.NoCredentials, "c0", validate.Deny}},
+		wantText: []string{"verifies the pod's credentials"},
 	}}
 	for _, tc := range tests {
 		t.Run(tc.desc, func(t *testing.T) {

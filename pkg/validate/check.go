@@ -358,7 +358,9 @@ func (r *run) checkImage(ctx context.Context, image string, pullPolicy corev1.Pu
 	if err != nil {
 		return append(out, onNodes.soften(r.lookupFindings(ctx, ref, image, auth, err))...), true
 	}
-	if len(r.targets) > 0 && !onNodes.all() {
+	// An image on the nodes is no more runnable there than in the registry: the platform
+	// check stands whatever the nodes list.
+	if len(r.targets) > 0 {
 		fs, ok := r.checkPlatform(ctx, ref, image, desc, auth)
 		if !ok {
 			return nil, false

@@ -47,7 +47,8 @@ func (p presence) all() bool { return p.total > 0 && p.listed == p.total }
 // pulled again, with the pod's credentials, for a pod that lacks that secret
 // (pullmanager/image_pull_manager.go MustAttemptImagePull). So:
 //   - on every candidate node: a missing image or a registry that cannot be asked is no
-//     finding; a credential problem warns (the kubelet may verify credentials);
+//     finding; a credential problem stands (the kubelet verifies credentials for what it
+//     pulled with a secret, and most private images on a node got there that way);
 //   - on some (or maybe on some: a node listing as many images as the kubelet reports,
 //     nodeStatusMaxImages, may have more): nothing denies; a warning says the pod fails
 //     on the others;
@@ -69,12 +70,22 @@ func (p presence) soften(fs []Finding) []Finding {
 			out = append(out, f)
 			continue
 		}
+		severity := f.Severity
 		f.Severity = Warn
 		switch {
-		case p.all() && !credentials:
-			continue
+		case credentials:
+			// The kubelet verifies the pod's own credentials for an image it pulled with a
+			// secret before it lets the pod use it (KubeletEnsureSecretPulledImages, beta and
+			// on by default since 1.35: pullmanager's MustAttemptImagePull re-pulls with the
+			// pod's credentials); only images it did not pull (preloaded,
+			// imagePullCredentialsVerificationPolicy NeverVerifyPreloadedImages) or pulled
+			// anonymously are used as they are. Which it was is not in the node's status, and
+			// a private image on a node was most often pulled with a secret: the finding
+			// stands.
+			f.Severity = severity
+			f.Message += "; the nodes have the image, but the kubelet verifies the pod's credentials for images it pulled with a secret"
 		case p.all():
-			f.Message += "; the nodes have the image, but the kubelet re-pulls to verify credentials if it pulled it with a secret"
+			continue
 		case p.listed+p.maybe == p.total:
 			f.Message += fmt.Sprintf("; %d of %d candidate nodes list the image (IfNotPresent uses it), the others may not have it", p.listed, p.total)
 		default:
@@ -247,7 +258,9 @@ func (r *run) indexOutcome(ctx context.Context, ref name.Reference, image string
 			o = configOutcome(t, plats[0])
 		}
 	default:
-		if _, err := r.checker.Registry.Resolve(ctx, child, auth); err != nil {
+		// Only whether the child still exists matters (its platform is in the index): a
+		// HEAD, not the body.
+		if _, err := r.checker.Registry.Resolve(lookup.WithoutPlatformsWanted(ctx), child, auth); err != nil {
 			return missing(err)
 		}
 		o = outcome{verdict: fits}

@@ -286,7 +286,9 @@ func (e *Env) PublicRequests(method, kind string) int {
 // ResetPublicRequests zeroes the public registry's request counters.
 func (e *Env) ResetPublicRequests() { e.publicRequests.reset() }
 
-// MirrorRequests is PublicRequests for the mirror.
+// MirrorRequests is PublicRequests for the mirror. A method "node GET" (or "node HEAD")
+// counts only the requests of the nodes' containerd, "pullgate GET" only pullgate's; so
+// does PublicRequests.
 func (e *Env) MirrorRequests(method, kind string) int {
 	return e.mirrorRequests.get(method + " " + kind)
 }

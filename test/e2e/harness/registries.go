@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -34,6 +35,13 @@ func startPublicRegistry(counter *requestCounter) *httptest.Server {
 	backend := registry.New(registry.Logger(log.New(io.Discard, "", 0)))
 	return httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		counter.add(r.Method + " " + testregistry.EndpointKind(r.URL.Path))
+		switch ua := r.UserAgent(); {
+		case strings.HasPrefix(ua, "containerd/"):
+			// The nodes' pulls, told apart from pullgate's look-ups.
+			counter.add("node " + r.Method + " " + testregistry.EndpointKind(r.URL.Path))
+		case strings.HasPrefix(ua, "pullgate/"):
+			counter.add("pullgate " + r.Method + " " + testregistry.EndpointKind(r.URL.Path))
+		}
 		backend.ServeHTTP(w, r)
 	}))
 }
