@@ -229,6 +229,16 @@ func run(ctx context.Context, cfg config) error {
 	}); err != nil {
 		return fmt.Errorf("adding informer readiness check: %w", err)
 	}
+	// Ready only once the nodes' snapshot holds every node: judged against a partial list, a
+	// pod could be denied for the platform of the only node seen so far.
+	if err := mgr.AddReadyzCheck("nodes", func(*http.Request) error {
+		if !clusterNodes.Synced() {
+			return errors.New("node snapshot not built yet")
+		}
+		return nil
+	}); err != nil {
+		return fmt.Errorf("adding node readiness check: %w", err)
+	}
 
 	log.Info("Starting pullgate webhook", "version", version, "port", cfg.Port, "policyConfigMap", cfg.PolicyConfigMap, "policyFile", cfg.PolicyFile)
 	if err := mgr.Start(ctx); err != nil {

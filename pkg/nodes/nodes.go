@@ -42,6 +42,12 @@ type Tracker struct {
 	// pulls one.
 	debounce time.Duration
 
+	// listing is true from Watch until the informer has delivered its initial list: until
+	// then no partial snapshot is published (a check against the first of many nodes would
+	// judge a pod by that node alone).
+	listing bool
+	synced  atomic.Bool
+
 	// snapshot is what admissions read: rebuilt on change, never modified.
 	snapshot atomic.Pointer[validate.Nodes]
 }
@@ -75,19 +81,32 @@ func NewTracker(opts ...Option) *Tracker {
 		o(t)
 	}
 	t.snapshot.Store(validate.NewNodes(nil))
+	t.synced.Store(true)
 	return t
 }
+
+// Synced reports whether the snapshot reflects the informer's initial list of nodes (always
+// true for a Tracker fed by Observe only): pullgate is ready only then.
+func (t *Tracker) Synced() bool { return t.synced.Load() }
 
 // Get returns the current snapshot. It is never nil.
 func (t *Tracker) Get() *validate.Nodes { return t.snapshot.Load() }
 
 // Watch registers t with the cache's Node informer.
+//
+// Until the informer has listed every node, the snapshot stays as it was (empty: the platform
+// check has nothing to compare with) and Synced is false; then it is built once from all of
+// them.
 func (t *Tracker) Watch(ctx context.Context, c cache.Cache) error {
 	inf, err := c.GetInformer(ctx, &corev1.Node{})
 	if err != nil {
 		return fmt.Errorf("getting node informer: %w", err)
 	}
-	_, err = inf.AddEventHandler(toolscache.ResourceEventHandlerFuncs{
+	t.mu.Lock()
+	t.listing = true
+	t.synced.Store(false)
+	t.mu.Unlock()
+	reg, err := inf.AddEventHandler(toolscache.ResourceEventHandlerFuncs{
 		AddFunc:    func(obj any) { t.observe(obj) },
 		UpdateFunc: func(_, obj any) { t.observe(obj) },
 		DeleteFunc: func(obj any) {
@@ -102,6 +121,16 @@ func (t *Tracker) Watch(ctx context.Context, c cache.Cache) error {
 	if err != nil {
 		return fmt.Errorf("watching nodes: %w", err)
 	}
+	go func() {
+		if !toolscache.WaitForCacheSync(ctx.Done(), reg.HasSynced) {
+			return
+		}
+		t.mu.Lock()
+		defer t.mu.Unlock()
+		t.listing = false
+		t.rebuild()
+		t.synced.Store(true)
+	}()
 	return nil
 }
 
@@ -144,7 +173,7 @@ func (t *Tracker) Forget(nodeName string) {
 // delay old, so that a lone change (a node joining) is seen by the next admission; else
 // once when that delay has passed, for every change until then. t.mu is held.
 func (t *Tracker) changed() {
-	if t.pending {
+	if t.pending || t.listing {
 		return
 	}
 	since := time.Since(t.built)

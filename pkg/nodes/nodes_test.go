@@ -9,6 +9,11 @@ import (
 	"github.com/google/go-cmp/cmp/cmpopts"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/client-go/kubernetes/scheme"
+	toolscache "k8s.io/client-go/tools/cache"
+	"sigs.k8s.io/controller-runtime/pkg/cache/informertest"
+	"sigs.k8s.io/controller-runtime/pkg/controller/controllertest"
 
 	"github.com/pullgate/pullgate/internal/testnodes"
 	"github.com/pullgate/pullgate/pkg/nodes"
@@ -124,5 +129,35 @@ func TestTrackerDebounce(t *testing.T) {
 	}
 	if g := tr.Get().Groups(); g != 1 {
 		t.Errorf("100 alike nodes make %d groups, want 1", g)
+	}
+}
+
+// The informer's initial list reaches the Tracker one node at a time: no snapshot of part of
+// it may be published (a pod would be judged by the first node alone), and Synced says when
+// the whole of it is in.
+func TestTrackerPublishesNoPartialInitialList(t *testing.T) {
+	informer := controllertest.NewFakeInformer() // not synced yet
+	informers := &informertest.FakeInformers{InformersByGVK: map[schema.GroupVersionKind]toolscache.SharedIndexInformer{
+		corev1.SchemeGroupVersion.WithKind("Node"): informer,
+	}, Scheme: scheme.Scheme}
+	tr := nodes.NewTracker()
+	if err := tr.Watch(t.Context(), informers); err != nil {
+		t.Fatal(err)
+	}
+	informer.Add(testnodes.Ready("arm", "linux", "arm64"))
+	informer.Add(testnodes.Ready("amd", "linux", "amd64"))
+	if n := tr.Get().Len(); n != 0 || tr.Synced() {
+		t.Fatalf("before the initial list is complete: %d nodes published, Synced %v; want 0, false", n, tr.Synced())
+	}
+	informer.Synced()
+	deadline := time.Now().Add(5 * time.Second)
+	for !tr.Synced() {
+		if time.Now().After(deadline) {
+			t.Fatal("not Synced after the informer synced")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if n := tr.Get().Len(); n != 2 {
+		t.Errorf("after the initial list: %d nodes, want 2", n)
 	}
 }

@@ -135,49 +135,52 @@ type truthCase struct {
 	kubelet string
 	// crashes: the pull succeeds but the container cannot run (CrashLoopBackOff).
 	crashes bool
+	// perNode, for a DaemonSet on every real node, is kubelet's expectation on each node:
+	// the two containerd generations differ.
+	perNode map[string]string
 }
 
 var denied = `admission webhook "pullgate-validate.pullgate.io" denied the request`
 
 // groundTruth holds the seven causes and a good manifest of every workload kind.
 var groundTruth = []truthCase{
-	{"image-not-found.yaml", "web-typo",
-		expect{1, []string{denied, "[ImageNotFound]", `container "web-typo"`, "${PUBLIC}/shop/wbe does not exist", "Fix:"}, nil},
-		"not found", false},
-	{"no-credentials.yaml", "billing-anon",
-		expect{1, []string{denied, "[NoCredentials]", "kubectl create secret docker-registry"}, nil},
-		"401 Unauthorized|no basic auth credentials", false},
-	{"credentials-rejected.yaml", "billing-stale",
-		expect{1, []string{denied, "[CredentialsRejected]", `pull secret "billing-pull-stale"`}, []string{"not-the-password"}},
-		"401 Unauthorized", false},
-	{"tag-not-found.yaml", "web-store",
-		expect{1, []string{denied, "[TagNotFound]", `tag "1.4.3" does not exist`, "closest: 1.4.2"}, nil},
-		"not found", false},
-	{"digest-not-found.yaml", "migrate",
-		expect{1, []string{denied, "[DigestNotFound]", "sha256:000000000000"}, nil},
-		"not found", false},
-	{"unreachable.yaml", "legacy",
-		expect{0, []string{"Warning: pullgate [RegistryUnreachable]", "pod/legacy created"}, nil},
-		"connection refused", false},
-	{"rate-limited.yaml", "nightly-report",
-		expect{0, []string{"Warning: pullgate [RegistryRateLimited]", "cronjob.batch/nightly-report created"}, nil},
-		"429 Too Many Requests", false},
-	{"platform-mismatch.yaml", "edge-agent",
-		expect{1, []string{denied, "[PlatformMismatch]", "linux/arm64", "linux/amd64"}, nil},
-		"no match for platform in manifest", false},
+	{file: "image-not-found.yaml", app: "web-typo",
+		withPullgate: expect{1, []string{denied, "[ImageNotFound]", `container "web-typo"`, "${PUBLIC}/shop/wbe does not exist", "Fix:"}, nil},
+		kubelet:      "not found"},
+	{file: "no-credentials.yaml", app: "billing-anon",
+		withPullgate: expect{1, []string{denied, "[NoCredentials]", "kubectl create secret docker-registry"}, nil},
+		kubelet:      "401 Unauthorized|no basic auth credentials"},
+	{file: "credentials-rejected.yaml", app: "billing-stale",
+		withPullgate: expect{1, []string{denied, "[CredentialsRejected]", `pull secret "billing-pull-stale"`}, []string{"not-the-password"}},
+		kubelet:      "401 Unauthorized"},
+	{file: "tag-not-found.yaml", app: "web-store",
+		withPullgate: expect{1, []string{denied, "[TagNotFound]", `tag "1.4.3" does not exist`, "closest: 1.4.2"}, nil},
+		kubelet:      "not found"},
+	{file: "digest-not-found.yaml", app: "migrate",
+		withPullgate: expect{1, []string{denied, "[DigestNotFound]", "sha256:000000000000"}, nil},
+		kubelet:      "not found"},
+	{file: "unreachable.yaml", app: "legacy",
+		withPullgate: expect{0, []string{"Warning: pullgate [RegistryUnreachable]", "pod/legacy created"}, nil},
+		kubelet:      "connection refused"},
+	{file: "rate-limited.yaml", app: "nightly-report",
+		withPullgate: expect{0, []string{"Warning: pullgate [RegistryRateLimited]", "cronjob.batch/nightly-report created"}, nil},
+		kubelet:      "429 Too Many Requests"},
+	{file: "platform-mismatch.yaml", app: "edge-agent",
+		withPullgate: expect{1, []string{denied, "[PlatformMismatch]", "linux/arm64", "linux/amd64"}, nil},
+		kubelet:      "no match for platform in manifest"},
 	// containerd checks the platform of an index's entries, not of a single manifest: it pulls
 	// an arm64-only image on amd64, whose program then cannot execute.
-	{"platform-mismatch-single.yaml", "edge-agent-single",
-		expect{1, []string{denied, "[PlatformMismatch]", "linux/arm64", "linux/amd64"}, nil},
-		"", true},
-	{"good-deployment.yaml", "web", expect{0, []string{"deployment.apps/web created"}, []string{"Warning"}}, "", false},
-	{"private-with-secret.yaml", "billing", expect{0, []string{"deployment.apps/billing created"}, []string{"Warning"}}, "", false},
-	{"good-statefulset.yaml", "web-db", expect{0, []string{"statefulset.apps/web-db created"}, []string{"Warning"}}, "", false},
-	{"good-daemonset.yaml", "node-agent", expect{0, []string{"daemonset.apps/node-agent created"}, []string{"Warning"}}, "", false},
-	{"good-replicaset.yaml", "web-rs", expect{0, []string{"replicaset.apps/web-rs created"}, []string{"Warning"}}, "", false},
-	{"good-replicationcontroller.yaml", "web-rc", expect{0, []string{"replicationcontroller/web-rc created"}, []string{"Warning"}}, "", false},
-	{"good-job.yaml", "web-migrate", expect{0, []string{"job.batch/web-migrate created"}, []string{"Warning"}}, "", false},
-	{"good-cronjob.yaml", "web-report", expect{0, []string{"cronjob.batch/web-report created"}, []string{"Warning"}}, "", false},
+	{file: "platform-mismatch-single.yaml", app: "edge-agent-single",
+		withPullgate: expect{1, []string{denied, "[PlatformMismatch]", "linux/arm64", "linux/amd64"}, nil},
+		crashes:      true},
+	{file: "good-deployment.yaml", app: "web", withPullgate: expect{0, []string{"deployment.apps/web created"}, []string{"Warning"}}},
+	{file: "private-with-secret.yaml", app: "billing", withPullgate: expect{0, []string{"deployment.apps/billing created"}, []string{"Warning"}}},
+	{file: "good-statefulset.yaml", app: "web-db", withPullgate: expect{0, []string{"statefulset.apps/web-db created"}, []string{"Warning"}}},
+	{file: "good-daemonset.yaml", app: "node-agent", withPullgate: expect{0, []string{"daemonset.apps/node-agent created"}, []string{"Warning"}}},
+	{file: "good-replicaset.yaml", app: "web-rs", withPullgate: expect{0, []string{"replicaset.apps/web-rs created"}, []string{"Warning"}}},
+	{file: "good-replicationcontroller.yaml", app: "web-rc", withPullgate: expect{0, []string{"replicationcontroller/web-rc created"}, []string{"Warning"}}},
+	{file: "good-job.yaml", app: "web-migrate", withPullgate: expect{0, []string{"job.batch/web-migrate created"}, []string{"Warning"}}},
+	{file: "good-cronjob.yaml", app: "web-report", withPullgate: expect{0, []string{"cronjob.batch/web-report created"}, []string{"Warning"}}},
 }
 
 // outcomeTimeout bounds the wait for a pod's outcome: a CronJob starts its Job at the next
@@ -190,62 +193,83 @@ const outcomeTimeout = 150 * time.Second
 // must really run.
 func TestGroundTruth(t *testing.T) {
 	setupNamespaces(t, "truth")
+	truthTable(t, "truth", groundTruth, nil)
+}
+
+// truthTable runs cases without pullgate in namespace truthNS, then (after beforeWith, if
+// any) with pullgate in "shop", checks both, and logs the table.
+func truthTable(t *testing.T, truthNS string, cases []truthCase, beforeWith func()) {
+	t.Helper()
 	ctx := t.Context()
 
 	// Without pullgate.
 	if err := env.RemoveWebhooks(ctx); err != nil {
 		t.Fatal(err)
 	}
-	for _, tc := range groundTruth {
-		r, err := env.ApplyIn(ctx, "truth", testdata(tc.file))
+	for _, tc := range cases {
+		r, err := env.ApplyIn(ctx, truthNS, testdata(tc.file))
 		if err != nil || r.ExitCode != 0 {
 			t.Fatalf("without pullgate, kubectl apply -f %s: %v\n%s", tc.file, err, r.Output())
 		}
 	}
-	truth := make([]harness.Outcome, len(groundTruth))
+	truth := make([][]harness.Outcome, len(cases))
 	var wg sync.WaitGroup
-	for i, tc := range groundTruth {
+	for i, tc := range cases {
 		wg.Go(func() {
-			o, err := env.WaitOutcome(ctx, "truth", tc.app, outcomeTimeout)
+			var err error
+			if tc.perNode != nil {
+				truth[i], err = env.WaitOutcomes(ctx, truthNS, tc.app, len(tc.perNode), outcomeTimeout)
+			} else {
+				var o harness.Outcome
+				o, err = env.WaitOutcome(ctx, truthNS, tc.app, outcomeTimeout)
+				truth[i] = []harness.Outcome{o}
+			}
 			if err != nil {
 				t.Errorf("without pullgate, %s: %v", tc.file, err)
 			}
-			truth[i] = o
 		})
 	}
 	wg.Wait()
-	for i, tc := range groundTruth {
-		o := truth[i]
-		switch {
-		case tc.crashes && o.Status != "CrashLoopBackOff":
-			t.Errorf("without pullgate, %s: pod %s is %s, want CrashLoopBackOff after a successful pull", tc.file, o.Pod, o.Status)
-		case tc.crashes:
-		case tc.kubelet == "" && !o.Ran:
-			t.Errorf("without pullgate, %s: pod %s is %s, want it running (kubelet: %s)", tc.file, o.Pod, o.Status, o.PullError)
-		case tc.kubelet != "" && !o.PullFailed():
-			t.Errorf("without pullgate, %s: pod %s is %s, want ErrImagePull/ImagePullBackOff", tc.file, o.Pod, o.Status)
-		case tc.kubelet != "" && !regexp.MustCompile(tc.kubelet).MatchString(o.PullError):
-			t.Errorf("without pullgate, %s: the kubelet's event %q lacks %q", tc.file, o.PullError, tc.kubelet)
+	for i, tc := range cases {
+		for _, o := range truth[i] {
+			want := tc.kubelet
+			if tc.perNode != nil {
+				want = tc.perNode[o.Node]
+			}
+			switch {
+			case tc.crashes && o.Status != "CrashLoopBackOff":
+				t.Errorf("without pullgate, %s: pod %s is %s, want CrashLoopBackOff after a successful pull", tc.file, o.Pod, o.Status)
+			case tc.crashes:
+			case want == "" && !o.Ran:
+				t.Errorf("without pullgate, %s: pod %s on %s is %s, want it running (kubelet: %s)", tc.file, o.Pod, o.Node, o.Status, o.PullError)
+			case want != "" && !o.PullFailed():
+				t.Errorf("without pullgate, %s: pod %s on %s is %s, want ErrImagePull/ImagePullBackOff", tc.file, o.Pod, o.Node, o.Status)
+			case want != "" && !regexp.MustCompile(want).MatchString(o.PullError):
+				t.Errorf("without pullgate, %s: the kubelet's event on %s %q lacks %q", tc.file, o.Node, o.PullError, want)
+			}
 		}
 	}
-	kubectl(t, "delete", "namespace", "truth", "--wait=false")
+	kubectl(t, "delete", "namespace", truthNS, "--wait=false")
 	if err := env.RestoreWebhooks(ctx); err != nil {
 		t.Fatal(err)
 	}
 	// The API server picks the configurations up within a moment.
 	eventually(t, "image-not-found.yaml", expect{1, []string{denied}, nil}, "--dry-run=server")
+	if beforeWith != nil {
+		beforeWith()
+	}
 
 	// With pullgate.
-	results := make([]harness.Result, len(groundTruth))
-	for i, tc := range groundTruth {
+	results := make([]harness.Result, len(cases))
+	for i, tc := range cases {
 		t.Run(tc.file, func(t *testing.T) {
 			results[i] = apply(t, tc.file)
 			check(t, results[i], tc.withPullgate)
 		})
 	}
-	running := make([]harness.Outcome, len(groundTruth))
-	for i, tc := range groundTruth {
-		if tc.withPullgate.exitCode != 0 || tc.kubelet != "" || tc.crashes {
+	running := make([]harness.Outcome, len(cases))
+	for i, tc := range cases {
+		if tc.withPullgate.exitCode != 0 || tc.kubelet != "" || tc.crashes || tc.perNode != nil {
 			continue
 		}
 		wg.Go(func() {
@@ -259,21 +283,26 @@ func TestGroundTruth(t *testing.T) {
 	wg.Wait()
 
 	var table strings.Builder
-	fmt.Fprintf(&table, "\n%-32s | %-145s | %s\n", "manifest", "without pullgate (pod status: the kubelet's event)", "with pullgate (kubectl apply)")
-	for i, tc := range groundTruth {
-		o := truth[i]
-		without := o.Status + " on " + o.Node
-		switch {
-		case o.PullError != "":
-			without += ": …" + lastRunes(o.PullError, 110)
-		case o.Crash != "":
-			without += " (pulled; " + o.Crash + ")"
-		}
+	fmt.Fprintf(&table, "\n%-40s | %-145s | %s\n", "manifest", "without pullgate (pod status: the kubelet's event)", "with pullgate (kubectl apply)")
+	for i, tc := range cases {
 		with := verdict(results[i])
 		if running[i].Ran {
 			with += "; pod " + running[i].Status
 		}
-		fmt.Fprintf(&table, "%-32s | %-145s | %s\n", tc.file, without, with)
+		for n, o := range truth[i] {
+			without := o.Status + " on " + o.Node
+			switch {
+			case o.PullError != "":
+				without += ": …" + lastRunes(o.PullError, 110)
+			case o.Crash != "":
+				without += " (pulled; " + o.Crash + ")"
+			}
+			file := tc.file
+			if n > 0 {
+				file, with = "", ""
+			}
+			fmt.Fprintf(&table, "%-40s | %-145s | %s\n", file, without, with)
+		}
 	}
 	t.Log(table.String())
 }
@@ -460,7 +489,12 @@ spec:
 func TestMutations(t *testing.T) {
 	setupNamespaces(t)
 	check(t, apply(t, "policy-mutations.yaml"), expect{0, []string{"configmap/pullgate-policy configured"}, nil})
-	t.Cleanup(func() { apply(t, "policy-default.yaml") })
+	// t.Context() is done by the time cleanups run.
+	t.Cleanup(func() {
+		if r, err := env.Apply(context.Background(), testdata("policy-default.yaml")); err != nil || r.ExitCode != 0 {
+			t.Errorf("restoring the default policy: %v %s", err, r.Output())
+		}
+	})
 	origin := env.Public + "/shop/web:1.4.2"
 	mirrored := env.Mirror + "/hub/shop/web:1.4.2"
 
@@ -533,10 +567,16 @@ func TestMutations(t *testing.T) {
 	})
 }
 
-// TestWebhookDown must run last: it stops pullgate.
+// TestWebhookDown stops pullgate (and starts it again when done): with failurePolicy
+// Ignore, the cluster goes on admitting.
 func TestWebhookDown(t *testing.T) {
 	kubectl(t, "apply", "-f", testdata("namespaces.yaml"))
 	env.StopWebhook()
+	t.Cleanup(func() {
+		if err := env.StartWebhook(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+	})
 	check(t, apply(t, "image-not-found.yaml", "--dry-run=server"),
 		expect{0, []string{"deployment.apps/web-typo created (server dry run)"}, []string{"Warning"}})
 }

@@ -34,9 +34,10 @@ const (
 type Env struct {
 	Dir        string
 	Kubeconfig string
-	// Public, Private, Mirror, RateLimited and Unreachable are registry hosts (127.0.0.1:PORT).
-	// Mirror holds copies of some of Public's images under the path "hub/".
-	Public, Private, Mirror, RateLimited, Unreachable string
+	// Public, Private, Mirror, RateLimited, Unreachable and Gated are registry hosts
+	// (127.0.0.1:PORT). Mirror holds copies of some of Public's images under the path "hub/".
+	// Gated answers GatedUser, hides everything from GatedHider (404) and refuses the rest.
+	Public, Private, Mirror, RateLimited, Unreachable, Gated string
 	// Digests of pushed images, by reference ("PUBLIC/app:v1" form, see Images).
 	Digests map[string]string
 	Client  kubernetes.Interface
@@ -55,6 +56,8 @@ type Env struct {
 	public     *httptest.Server
 	mirror     *httptest.Server
 	limited    *httptest.Server
+	gated      *httptest.Server
+	gatedPush  *httptest.Server
 	registry   *exec.Cmd
 	pullgate   *exec.Cmd
 	pullgateOK chan struct{}
@@ -152,6 +155,8 @@ func Start(ctx context.Context, opts Options) (_ *Env, err error) {
 	e.Mirror = strings.TrimPrefix(e.mirror.URL, "http://")
 	e.limited = startRateLimitedRegistry()
 	e.RateLimited = strings.TrimPrefix(e.limited.URL, "http://")
+	e.gated, e.gatedPush = startGatedRegistry()
+	e.Gated = strings.TrimPrefix(e.gated.URL, "http://")
 	port, err := freePort()
 	if err != nil {
 		return nil, err
@@ -300,7 +305,10 @@ func (e *Env) ResetMirrorRequests() { e.mirrorRequests.reset() }
 // as repo:tag and returns its reference.
 func (e *Env) PushPublic(ctx context.Context, repoTag string, platforms ...string) (string, error) {
 	ref := e.Public + "/" + repoTag
-	_, err := e.pushImage(ctx, ref, authn.Anonymous, platforms...)
+	d, err := e.pushImage(ctx, ref, authn.Anonymous, platforms...)
+	if err == nil {
+		e.Digests[ref] = d.String()
+	}
 	return ref, err
 }
 
@@ -308,7 +316,7 @@ func (e *Env) PushPublic(ctx context.Context, repoTag string, platforms ...strin
 func (e *Env) vars() map[string]string {
 	return map[string]string{
 		"PUBLIC": e.Public, "PRIVATE": e.Private, "MIRROR": e.Mirror, "RATELIMITED": e.RateLimited,
-		"UNREACHABLE": e.Unreachable, "MISSING_DIGEST": "sha256:" + strings.Repeat("0", 64),
+		"UNREACHABLE": e.Unreachable, "GATED": e.Gated, "MISSING_DIGEST": "sha256:" + strings.Repeat("0", 64),
 		"PRIVATE_USER": PrivateUser, "PRIVATE_PASSWORD": PrivatePassword,
 	}
 }
@@ -360,6 +368,11 @@ func (e *Env) pushImages(ctx context.Context) error {
 			return err
 		}
 		e.Digests[p.ref] = d.String()
+	}
+	// The gated registry's image, pushed past its gate; pulled as GATED/team/app:1.0.
+	gatedPush := strings.TrimPrefix(e.gatedPush.URL, "http://") + "/team/app:1.0"
+	if _, err := e.push(ctx, gatedPush, e.Gated+"/team/app:1.0", authn.Anonymous, true, []string{"linux/amd64", "linux/arm64"}); err != nil {
+		return err
 	}
 	return nil
 }
@@ -491,7 +504,7 @@ func (e *Env) Stop() {
 		_ = e.registry.Process.Kill()
 		_ = e.registry.Wait()
 	}
-	for _, s := range []*httptest.Server{e.public, e.mirror, e.limited} {
+	for _, s := range []*httptest.Server{e.public, e.mirror, e.limited, e.gated, e.gatedPush} {
 		if s != nil {
 			s.CloseClientConnections()
 			s.Close()

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -59,6 +60,33 @@ func (e *Env) WaitOutcome(ctx context.Context, ns, app string, timeout time.Dura
 		return last, fmt.Errorf("pods of app=%s in %s: no outcome in %s (last: %+v)", app, ns, timeout, last)
 	}
 	return last, nil
+}
+
+// WaitOutcomes is WaitOutcome for every pod labelled app=app in ns, once there are n of them
+// (a DaemonSet's, one per real node): it returns when each has run or failed.
+func (e *Env) WaitOutcomes(ctx context.Context, ns, app string, n int, timeout time.Duration) ([]Outcome, error) {
+	var outs []Outcome
+	err := waitFor(ctx, timeout, func() bool {
+		pods, err := e.Client.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{LabelSelector: "app=" + app})
+		if err != nil || len(pods.Items) < n {
+			return false
+		}
+		outs = outs[:0]
+		done := 0
+		for i := range pods.Items {
+			o := e.outcomeOf(ctx, &pods.Items[i])
+			outs = append(outs, o)
+			if o.Ran || (o.PullFailed() && o.Status == "ImagePullBackOff") || o.Status == "CrashLoopBackOff" {
+				done++
+			}
+		}
+		return done == len(pods.Items)
+	})
+	if err != nil {
+		return outs, fmt.Errorf("pods of app=%s in %s: no outcome for all %d in %s (last: %+v)", app, ns, n, timeout, outs)
+	}
+	slices.SortFunc(outs, func(a, b Outcome) int { return strings.Compare(a.Node, b.Node) })
+	return outs, nil
 }
 
 // WaitAllRunning waits until n pods labelled app=app in ns have run.
@@ -145,19 +173,34 @@ func (e *Env) WaitServiceAccount(ctx context.Context, ns string) error {
 
 // ApplyIn runs `kubectl apply -f FILE` on a manifest with ${...} expanded and ${NS} set to
 // ns, plus extra arguments. The expanded copy is written under Dir, so kubectl's messages name
-// a file as they would for a user.
+// a file as they would for a user. A directory is applied as one (`kubectl apply -f dir/`),
+// every file in it expanded.
 func (e *Env) ApplyIn(ctx context.Context, ns, file string, extra ...string) (Result, error) {
-	raw, err := os.ReadFile(file)
-	if err != nil {
-		return Result{}, err
-	}
 	dir := filepath.Join(e.Dir, "manifests", ns)
+	files := []string{file}
+	target := filepath.Join(dir, filepath.Base(file))
+	if fi, err := os.Stat(file); err == nil && fi.IsDir() {
+		entries, err := os.ReadDir(file)
+		if err != nil {
+			return Result{}, err
+		}
+		files = files[:0]
+		for _, en := range entries {
+			files = append(files, filepath.Join(file, en.Name()))
+		}
+		dir = target
+	}
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return Result{}, err
 	}
-	path := filepath.Join(dir, filepath.Base(file))
-	if err := os.WriteFile(path, []byte(e.ExpandIn(ns, string(raw))), 0o600); err != nil {
-		return Result{}, err
+	for _, f := range files {
+		raw, err := os.ReadFile(f)
+		if err != nil {
+			return Result{}, err
+		}
+		if err := os.WriteFile(filepath.Join(dir, filepath.Base(f)), []byte(e.ExpandIn(ns, string(raw))), 0o600); err != nil {
+			return Result{}, err
+		}
 	}
-	return e.Kubectl(ctx, "", append([]string{"apply", "-f", path}, extra...)...), nil
+	return e.Kubectl(ctx, "", append([]string{"apply", "-f", target}, extra...)...), nil
 }

@@ -1,7 +1,10 @@
 package harness
 
 import (
+	"bytes"
 	"context"
+	"encoding/base64"
+	"encoding/json"
 	"fmt"
 	"io"
 	"log"
@@ -217,4 +220,160 @@ func waitFor(ctx context.Context, timeout time.Duration, ok func() bool) error {
 // interrupted run leaves nothing behind.
 func dieWithParent() *syscall.SysProcAttr {
 	return &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+}
+
+// Users of the gated registry. It answers "puller" as a registry does, "hider" with 404
+// NAME_UNKNOWN (as registries that hide private repositories from accounts without access
+// do: GHCR, Quay, Harbor), and anyone else with a 401 challenge.
+const (
+	GatedUser       = "puller"
+	GatedHider      = "hider"
+	GatedPassword   = "e2e-gated-3c1d"
+	gatedNoSuchRepo = `{"errors":[{"code":"NAME_UNKNOWN","message":"repository name not known to registry"}]}`
+)
+
+// startGatedRegistry starts the gated registry; push reaches its content without the gate.
+func startGatedRegistry() (gated, push *httptest.Server) {
+	backend := registry.New(registry.Logger(log.New(io.Discard, "", 0)))
+	gated = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch u, p, ok := r.BasicAuth(); {
+		case ok && u == GatedUser && p == GatedPassword:
+			backend.ServeHTTP(w, r)
+		case ok && u == GatedHider && p == GatedPassword && r.URL.Path != "/v2/":
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(http.StatusNotFound)
+			fmt.Fprint(w, gatedNoSuchRepo)
+		default:
+			w.Header().Set("WWW-Authenticate", `Basic realm="pullgate-e2e-gated"`)
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(http.StatusUnauthorized)
+			fmt.Fprint(w, `{"errors":[{"code":"UNAUTHORIZED","message":"authentication required"}]}`)
+		}
+	}))
+	return gated, httptest.NewServer(backend)
+}
+
+// DeletePublicManifest deletes a manifest of the public registry by digest, as a registry's
+// clean-up of untagged manifests (or of an image) does.
+func (e *Env) DeletePublicManifest(ctx context.Context, repo, digest string) error {
+	ref, err := name.NewDigest(e.Public + "/" + repo + "@" + digest)
+	if err != nil {
+		return err
+	}
+	return remote.Delete(ref, remote.WithContext(ctx))
+}
+
+// PublicIndexChildren returns the digests of the entries of an index on the public registry,
+// by platform ("linux/amd64").
+func (e *Env) PublicIndexChildren(ctx context.Context, repoTag string) (map[string]string, error) {
+	ref, err := name.ParseReference(e.Public + "/" + repoTag)
+	if err != nil {
+		return nil, err
+	}
+	idx, err := remote.Index(ref, remote.WithContext(ctx))
+	if err != nil {
+		return nil, err
+	}
+	m, err := idx.IndexManifest()
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]string{}
+	for _, d := range m.Manifests {
+		if d.Platform != nil {
+			out[d.Platform.String()] = d.Digest.String()
+		}
+	}
+	return out, nil
+}
+
+// PushPublicIndex pushes an index of testapp images, one per platform ("linux/386"), to the
+// public registry as repoTag, and returns its reference.
+func (e *Env) PushPublicIndex(ctx context.Context, repoTag string, platforms ...string) (string, error) {
+	ref := e.Public + "/" + repoTag
+	_, err := e.pushIndex(ctx, ref, authn.Anonymous, platforms...)
+	return ref, err
+}
+
+// PushPublicSchema1 pushes testapp for platform (linux/amd64) to the public registry as a
+// Docker schema 1 manifest, signed as registries stored them (containerd 1.6 strips the JWS
+// before converting it; it does not verify it), and returns its reference.
+func (e *Env) PushPublicSchema1(ctx context.Context, repoTag, platform string) (string, error) {
+	p, err := parsePlatform(platform)
+	if err != nil {
+		return "", err
+	}
+	ref, err := name.ParseReference(e.Public + "/" + repoTag)
+	if err != nil {
+		return "", err
+	}
+	layer, err := e.images.layer(ctx, p)
+	if err != nil {
+		return "", err
+	}
+	if err := remote.WriteLayer(ref.Context(), layer, remote.WithContext(ctx)); err != nil {
+		return "", fmt.Errorf("pushing the schema 1 layer: %w", err)
+	}
+	digest, err := layer.Digest()
+	if err != nil {
+		return "", err
+	}
+	body, err := schema1Manifest(ref, p, digest.String())
+	if err != nil {
+		return "", err
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPut,
+		"http://"+e.Public+"/v2/"+ref.Context().RepositoryStr()+"/manifests/"+ref.Identifier(), bytes.NewReader(body))
+	if err != nil {
+		return "", err
+	}
+	req.Header.Set("Content-Type", "application/vnd.docker.distribution.manifest.v1+prettyjws")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return "", err
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusCreated {
+		return "", fmt.Errorf("putting the schema 1 manifest: %s", resp.Status)
+	}
+	return ref.String(), nil
+}
+
+// schema1Manifest writes a one-layer Docker schema 1 manifest in libtrust's signed form: the
+// JSON without its closing "\n}", the signatures, then the tail, whose length and content the
+// protected header gives (formatLength, formatTail).
+func schema1Manifest(ref name.Reference, p v1.Platform, layerDigest string) ([]byte, error) {
+	v1Compat, err := json.Marshal(map[string]any{
+		"id": strings.Repeat("a", 64), "created": "2020-01-01T00:00:00Z",
+		"architecture": p.Architecture, "os": p.OS,
+		"config": map[string]any{"Entrypoint": []string{"/app"}},
+	})
+	if err != nil {
+		return nil, err
+	}
+	m := map[string]any{
+		"schemaVersion": 1,
+		"name":          ref.Context().RepositoryStr(),
+		"tag":           ref.Identifier(),
+		"architecture":  p.Architecture,
+		"fsLayers":      []map[string]string{{"blobSum": layerDigest}},
+		"history":       []map[string]string{{"v1Compatibility": string(v1Compat)}},
+	}
+	payload, err := json.MarshalIndent(m, "", "   ")
+	if err != nil {
+		return nil, err
+	}
+	const tail = "\n}"
+	formatLength := len(payload) - len(tail)
+	protected, err := json.Marshal(map[string]any{
+		"formatLength": formatLength,
+		"formatTail":   base64.RawURLEncoding.EncodeToString([]byte(tail)),
+		"time":         "2020-01-01T00:00:00Z",
+	})
+	if err != nil {
+		return nil, err
+	}
+	sig := fmt.Sprintf(",\n   \"signatures\": [\n      {\n         \"header\": {\"alg\": \"ES256\"},\n         \"signature\": \"c2lnbmF0dXJl\",\n         \"protected\": %q\n      }\n   ]",
+		base64.RawURLEncoding.EncodeToString(protected))
+	return append(append(payload[:formatLength:formatLength], sig...), tail...), nil
 }
