@@ -237,6 +237,8 @@ disabled_plugins = ["io.containerd.internal.v1.opt", "io.containerd.snapshotter.
       [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc.options]
         BinaryName = %[9]q
         SystemdCgroup = false
+        # runc's state of the containers, under the run's state (default /run/containerd/runc).
+        Root = %[10]q
   [plugins."io.containerd.grpc.v1.cri".cni]
     bin_dir = %[6]q
     conf_dir = %[7]q
@@ -244,7 +246,7 @@ disabled_plugins = ["io.containerd.internal.v1.opt", "io.containerd.snapshotter.
   [plugins."io.containerd.grpc.v1.cri".registry]
     config_path = %[8]q
 `, filepath.Join(d, "containerd", "root"), filepath.Join(d, "containerd", "state"), sock, sock+".ttrpc",
-		sandboxImage, cniBinDir, filepath.Join(d, "cni", "net.d"), filepath.Join(d, "certs.d"), c.runc)
+		sandboxImage, cniBinDir, filepath.Join(d, "cni", "net.d"), filepath.Join(d, "certs.d"), c.runc, filepath.Join(d, "containerd", "state", "runc"))
 	cfgPath := filepath.Join(d, "containerd", "config.toml")
 	if err := os.WriteFile(cfgPath, []byte(config), 0o600); err != nil {
 		return err

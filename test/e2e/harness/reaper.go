@@ -3,6 +3,7 @@ package harness
 import (
 	"bufio"
 	"bytes"
+	"crypto/sha256"
 	"fmt"
 	"io"
 	"os"
@@ -120,10 +121,14 @@ func teardown(dir string, log io.Writer) error {
 	// Processes: everything that names dir, and everything in the run's cgroups (the
 	// containers), until none is left: a kubelet or containerd killed in the same sweep cannot
 	// start another.
+	var shimSockets []string
 	for attempt := 0; ; attempt++ {
 		pids := ourProcesses(dir, cgroups)
 		if len(pids) == 0 {
 			break
+		}
+		for _, pid := range pids {
+			shimSockets = append(shimSockets, shimSocketsOf(pid)...)
 		}
 		if attempt == 50 {
 			problems = append(problems, fmt.Sprintf("processes still alive after 10s: %v", pids))
@@ -133,6 +138,11 @@ func teardown(dir string, log io.Writer) error {
 			_ = syscall.Kill(pid, syscall.SIGKILL)
 		}
 		time.Sleep(200 * time.Millisecond)
+	}
+
+	// A shim killed does not remove its socket.
+	for _, sock := range shimSockets {
+		_ = os.Remove(sock)
 	}
 
 	// Mounts under dir, deepest first (container root filesystems, network namespaces, the
@@ -233,6 +243,35 @@ func ourProcesses(dir string, cgroups []string) []int {
 		}
 	}
 	return pids
+}
+
+// shimSocketsOf returns the sockets a containerd shim (containerd-shim-runc-v2 -namespace NS
+// -id ID -address ADDRESS) listens on, named as containerd 1.6 and 2.x both name them, under a
+// directory the run does not own: /run/containerd/s/sha256(ADDRESS/NS/ID), and its debug
+// socket (pkg/shim/util_unix.go SocketAddress).
+func shimSocketsOf(pid int) []string {
+	b, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "cmdline"))
+	if err != nil || !bytes.Contains(b, []byte("containerd-shim")) {
+		return nil
+	}
+	args := strings.Split(strings.TrimRight(string(b), "\x00"), "\x00")
+	flag := func(name string) string {
+		for i, a := range args {
+			if (a == "-"+name || a == "--"+name) && i+1 < len(args) {
+				return args[i+1]
+			}
+		}
+		return ""
+	}
+	ns, id, address := flag("namespace"), flag("id"), flag("address")
+	if ns == "" || id == "" || address == "" {
+		return nil
+	}
+	var out []string
+	for _, p := range []string{filepath.Join(address, ns, id), filepath.Join(address, ns, id, "debug")} {
+		out = append(out, fmt.Sprintf("/run/containerd/s/%x", sha256.Sum256([]byte(p))))
+	}
+	return out
 }
 
 // mountsUnder lists the mount points below dir, deepest first.
