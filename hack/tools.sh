@@ -10,6 +10,10 @@
 #   helm                     helm.sh/helm/v3/cmd/helm ${HELM_VERSION}, built
 #                            with `go install ...@version`, i.e. against helm's
 #                            own go.mod/go.sum
+#   cert-manager/            cert-manager's controller and cainjector
+#                            ${CERT_MANAGER_VERSION}, for test/install, built in the
+#                            module hack/certmanager (cert-manager's go.mod has a
+#                            replace directive: no `go install ...@version`)
 #   containerd2/             containerd and containerd-shim-runc-v2
 #                            ${CONTAINERD2_VERSION}, the e2e's second node (Debian
 #                            has containerd 1.6 for the first), with go install
@@ -41,6 +45,7 @@ BIN_DIR="${TOOLS_BIN_DIR:-${TOOLS_DIR}/bin}"
 K8S_VERSION="v1.37.2"
 HELM_VERSION="v3.22.0"
 CONTAINERD2_VERSION="v2.4.2"
+CERT_MANAGER_VERSION="v1.11.5"
 TOOLS_MODULE="github.com/pullgate/pullgate/hack/tools"
 
 # Use the installed Go as is (never fetch a toolchain), ignore any go.work,
@@ -291,6 +296,29 @@ build() {
 		rmdir "${gobin}"
 		finish containerd2/containerd "${stamp}" "${CONTAINERD2_VERSION}" --version
 	fi
+
+	# cert-manager: controller and cainjector, versioned as its Makefile does.
+	local cm_dir="${ROOT_DIR}/hack/certmanager" cm_have cm_ldflags cm_hash c
+	cm_have="$(cd "${cm_dir}" && go list -mod=readonly -m -f '{{.Version}}' github.com/cert-manager/cert-manager)"
+	[[ "${cm_have}" == "${CERT_MANAGER_VERSION}" ]] ||
+		die "hack/certmanager/go.mod has cert-manager ${cm_have}, want ${CERT_MANAGER_VERSION}"
+	cm_ldflags="-s -w -X github.com/cert-manager/cert-manager/pkg/util.AppVersion=${CERT_MANAGER_VERSION}"
+	cm_hash="$(cat "${cm_dir}/go.mod" "${cm_dir}/go.sum" | sha256sum | cut -c1-16)"
+	for c in controller cainjector; do
+		stamp="cert-manager-${c} ${CERT_MANAGER_VERSION} ${go_version} ${cm_hash} $(printf '%s' "${cm_ldflags}" | sha256sum | cut -c1-16)"
+		if up_to_date "cert-manager/${c}" "${stamp}"; then
+			log "cert-manager ${c} ${CERT_MANAGER_VERSION}: up to date"
+			continue
+		fi
+		log "building cert-manager ${c} ${CERT_MANAGER_VERSION} (hack/certmanager) ..."
+		mkdir -p "${BIN_DIR}/cert-manager"
+		(cd "${cm_dir}" && go build -mod=readonly -trimpath -ldflags "${cm_ldflags}" \
+			-o "$(new_file "cert-manager/${c}")" "github.com/cert-manager/cert-manager/cmd/${c}")
+		# No --version flag: the build info names the module's version.
+		check_version "cert-manager ${c}" "github.com/cert-manager/cert-manager	${CERT_MANAGER_VERSION}" go version -m "$(new_file "cert-manager/${c}")"
+		mv -f "$(new_file "cert-manager/${c}")" "${BIN_DIR}/cert-manager/${c}"
+		printf '%s\n' "${stamp}" >"$(stamp_file "cert-manager/${c}")"
+	done
 
 	log "tools ready in ${BIN_DIR}; for envtest: export KUBEBUILDER_ASSETS=${BIN_DIR}"
 }

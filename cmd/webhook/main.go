@@ -11,7 +11,11 @@ import (
 	"maps"
 	"net/http"
 	"os"
+	"os/signal"
 	"strings"
+	"sync/atomic"
+	"syscall"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -54,6 +58,13 @@ type config struct {
 	ProbeAddr string
 	// PprofAddr serves net/http/pprof; "" or "0" disables.
 	PprofAddr string
+	// ShutdownDelay is how long the webhook goes on answering after SIGTERM, not ready, before
+	// it stops: the API server learns that a terminating pod left its Service's endpoints a
+	// moment after the kubelet has told the pod to stop, and calls it meanwhile.
+	ShutdownDelay time.Duration
+
+	// draining reports whether SIGTERM came: the readiness check fails from then on.
+	draining func() bool
 }
 
 // Validate checks the configuration as a whole.
@@ -61,6 +72,9 @@ func (c *config) Validate() error {
 	var errs []error
 	if c.Port < 1 || c.Port > 65535 {
 		errs = append(errs, fmt.Errorf("--port %d is not a TCP port", c.Port))
+	}
+	if c.ShutdownDelay < 0 {
+		errs = append(errs, fmt.Errorf("--shutdown-delay %s is negative", c.ShutdownDelay))
 	}
 	if c.PolicyConfigMap != "" && c.PolicyFile != "" {
 		errs = append(errs, errors.New("--policy-configmap and --policy-file are mutually exclusive"))
@@ -90,12 +104,15 @@ func main() {
 	flag.StringVar(&cfg.MetricsAddr, "metrics-bind-address", ":8080", "address of the Prometheus metrics endpoint; 0 disables it")
 	flag.StringVar(&cfg.ProbeAddr, "health-probe-bind-address", ":8081", "address of the /healthz and /readyz endpoints")
 	flag.StringVar(&cfg.PprofAddr, "pprof-bind-address", "", "address of the net/http/pprof endpoints (/debug/pprof/); empty or 0 disables them")
+	flag.DurationVar(&cfg.ShutdownDelay, "shutdown-delay", 5*time.Second, "how long to go on answering admissions after SIGTERM (not ready) before stopping, while the API server learns the pod is leaving its Service")
 	zapOpts := zap.Options{}
 	zapOpts.BindFlags(flag.CommandLine)
 	flag.Parse()
 	ctrl.SetLogger(zap.New(zap.UseFlagOptions(&zapOpts)))
 
-	if err := run(ctrl.SetupSignalHandler(), cfg); err != nil {
+	ctx, draining := drainingSignalHandler(cfg.ShutdownDelay)
+	cfg.draining = draining
+	if err := run(ctx, cfg); err != nil {
 		ctrl.Log.Error(err, "pullgate webhook failed")
 		os.Exit(1)
 	}
@@ -231,6 +248,14 @@ func run(ctx context.Context, cfg config) error {
 	}
 	// Ready only once the nodes' snapshot holds every node: judged against a partial list, a
 	// pod could be denied for the platform of the only node seen so far.
+	if err := mgr.AddReadyzCheck("not-draining", func(*http.Request) error {
+		if cfg.draining != nil && cfg.draining() {
+			return errors.New("shutting down")
+		}
+		return nil
+	}); err != nil {
+		return fmt.Errorf("adding drain readiness check: %w", err)
+	}
 	if err := mgr.AddReadyzCheck("nodes", func(*http.Request) error {
 		if !clusterNodes.Synced() {
 			return errors.New("node snapshot not built yet")
@@ -245,6 +270,27 @@ func run(ctx context.Context, cfg config) error {
 		return fmt.Errorf("running manager: %w", err)
 	}
 	return nil
+}
+
+// drainingSignalHandler returns a context that ends delay after the first SIGTERM or SIGINT,
+// and a function that reports whether one came. A second signal exits at once. Until the
+// context ends the webhook server goes on answering (its readiness check fails, so the pod
+// leaves its Service's endpoints); then the manager stops it gracefully, finishing the
+// admissions in flight.
+func drainingSignalHandler(delay time.Duration) (context.Context, func() bool) {
+	ctx, cancel := context.WithCancel(context.Background())
+	var draining atomic.Bool
+	signals := make(chan os.Signal, 2)
+	signal.Notify(signals, os.Interrupt, syscall.SIGTERM)
+	go func() {
+		<-signals
+		draining.Store(true)
+		ctrl.Log.WithName("setup").Info("Signal received: still answering, not ready, until the delay ends", "shutdownDelay", delay)
+		time.AfterFunc(delay, cancel)
+		<-signals
+		os.Exit(1)
+	}()
+	return ctx, draining.Load
 }
 
 // loadPolicyConfigMap puts the ConfigMap's policy in store, reading it directly from the API

@@ -2,7 +2,9 @@ package main
 
 import (
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -20,6 +22,7 @@ func TestConfigValidate(t *testing.T) {
 		{"both policy sources", config{Port: 9443, PolicyConfigMap: "a/b", PolicyFile: "p.yaml"}, "mutually exclusive"},
 		{"configmap without namespace", config{Port: 9443, PolicyConfigMap: "pullgate-policy"}, "not NAMESPACE/NAME"},
 		{"configmap with extra slash", config{Port: 9443, PolicyConfigMap: "a/b/c"}, "not NAMESPACE/NAME"},
+		{"negative shutdown delay", config{Port: 9443, ShutdownDelay: -time.Second}, "--shutdown-delay"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.desc, func(t *testing.T) {
@@ -64,5 +67,36 @@ func TestDropNonPullSecretData(t *testing.T) {
 				t.Error("managed fields kept")
 			}
 		})
+	}
+}
+
+// After SIGTERM the webhook goes on answering, not ready, for the shutdown delay: the context
+// that runs it ends only then. (The install e2e measures what this saves: admissions that
+// failed open during rollouts.)
+func TestDrainingSignalHandler(t *testing.T) {
+	const delay = 300 * time.Millisecond
+	ctx, draining := drainingSignalHandler(delay)
+	if draining() {
+		t.Fatal("draining before any signal")
+	}
+	sent := time.Now()
+	if err := syscall.Kill(syscall.Getpid(), syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for !draining() {
+		if time.Now().After(deadline) {
+			t.Fatal("not draining after SIGTERM")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	select {
+	case <-ctx.Done():
+		t.Fatalf("the context ended %s after SIGTERM, before the delay", time.Since(sent))
+	default:
+	}
+	<-ctx.Done()
+	if waited := time.Since(sent); waited < delay {
+		t.Errorf("the context ended %s after SIGTERM, want at least %s", waited, delay)
 	}
 }

@@ -66,6 +66,12 @@ func (ca *CA) Pool() *x509.CertPool {
 // WriteServing writes a serving certificate for 127.0.0.1 and localhost, signed by the CA,
 // into dir as tls.crt and tls.key.
 func (ca *CA) WriteServing(dir string) error {
+	return ca.WriteServingFor(dir, "tls.crt", "tls.key", []string{"localhost"}, []net.IP{net.IPv4(127, 0, 0, 1)})
+}
+
+// WriteServingFor writes a serving certificate for the names and addresses, signed by the CA,
+// into dir as certFile and keyFile.
+func (ca *CA) WriteServingFor(dir, certFile, keyFile string, dnsNames []string, ips []net.IP) error {
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		return err
@@ -77,8 +83,8 @@ func (ca *CA) WriteServing(dir string) error {
 		NotAfter:     ca.Cert.NotAfter,
 		KeyUsage:     x509.KeyUsageDigitalSignature,
 		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-		IPAddresses:  []net.IP{net.IPv4(127, 0, 0, 1)},
-		DNSNames:     []string{"localhost"},
+		IPAddresses:  ips,
+		DNSNames:     dnsNames,
 	}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.Cert, &key.PublicKey, ca.key)
 	if err != nil {
@@ -92,12 +98,28 @@ func (ca *CA) WriteServing(dir string) error {
 		return err
 	}
 	for name, block := range map[string]*pem.Block{
-		"tls.crt": {Type: "CERTIFICATE", Bytes: der},
-		"tls.key": {Type: "EC PRIVATE KEY", Bytes: keyDER},
+		certFile: {Type: "CERTIFICATE", Bytes: der},
+		keyFile:  {Type: "EC PRIVATE KEY", Bytes: keyDER},
 	} {
 		if err := os.WriteFile(filepath.Join(dir, name), pem.EncodeToMemory(block), 0o600); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// WriteKeyPair writes the CA's own certificate and key into dir as certFile and keyFile: a
+// signing key pair (a service account token signer's, say).
+func (ca *CA) WriteKeyPair(dir, certFile, keyFile string) error {
+	keyDER, err := x509.MarshalECPrivateKey(ca.key)
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return err
+	}
+	if err := os.WriteFile(filepath.Join(dir, certFile), ca.PEM(), 0o600); err != nil {
+		return err
+	}
+	return os.WriteFile(filepath.Join(dir, keyFile), pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER}), 0o600)
 }

@@ -46,24 +46,28 @@ type Env struct {
 	Nodes     []NodeInfo
 	FakeNodes []string
 
-	root       string
-	reaper     *os.File
-	cluster    *cluster
-	images     *appImages
-	webhooks   savedWebhooks
-	kubectl    string
-	env        *envtest.Environment
-	public     *httptest.Server
-	mirror     *httptest.Server
-	limited    *httptest.Server
-	gated      *httptest.Server
-	gatedPush  *httptest.Server
-	registry   *exec.Cmd
-	pullgate   *exec.Cmd
-	pullgateOK chan struct{}
+	root         string
+	reaper       *os.File
+	cluster      *cluster
+	addrs        clusterAddrs
+	inCluster    *inClusterRegistry
+	apiForwarder *forwarder
+	images       *appImages
+	webhooks     savedWebhooks
+	kubectl      string
+	env          *envtest.Environment
+	public       *httptest.Server
+	mirror       *httptest.Server
+	limited      *httptest.Server
+	gated        *httptest.Server
+	gatedPush    *httptest.Server
+	registry     *exec.Cmd
+	pullgate     *exec.Cmd
+	pullgateOK   chan struct{}
 	// publicRequests and mirrorRequests count requests to those registries by "METHOD kind".
 	publicRequests, mirrorRequests requestCounter
 	binary                         string
+	assets                         string // hack/tools/bin
 	certDir                        string
 	port                           int
 	probeAddr                      string
@@ -77,6 +81,9 @@ type Options struct {
 	// Logs receives the control plane's, registry's and pullgate's output; nil writes it to
 	// a file in Dir.
 	Logs io.Writer
+	// InstallOnly leaves pullgate out: no pullgate process, no webhook configurations. The
+	// install tests put it in the cluster with helm or kubectl.
+	InstallOnly bool
 }
 
 // RepoRoot finds the module root from this file's location.
@@ -138,8 +145,16 @@ func Start(ctx context.Context, opts Options) (_ *Env, err error) {
 		logs = io.MultiWriter(e.logs, opts.Logs)
 	}
 	e.images = &appImages{dir: filepath.Join(dir, "bin")}
-	e.cluster = &cluster{dir: dir, runID: newRunID(), logs: logs, runc: runc}
+	runID := newRunID()
+	e.addrs = newClusterAddrs(runID)
+	e.cluster = &cluster{dir: dir, runID: runID, logs: logs, runc: runc, serviceCIDR: e.addrs.serviceCIDR}
 	step := timer(logs)
+	if err := e.addrs.makeLink(dir); err != nil {
+		return nil, err
+	}
+	if e.inCluster, err = startInClusterRegistry(e.addrs.registryIP); err != nil {
+		return nil, err
+	}
 
 	e.binary = filepath.Join(dir, "bin", "pullgate")
 	build := exec.CommandContext(ctx, "go", "build", "-o", e.binary, "./cmd/webhook")
@@ -171,19 +186,22 @@ func Start(ctx context.Context, opts Options) (_ *Env, err error) {
 	}
 	step("registries up, images pushed")
 
-	validating, mutating, err := chartWebhooks(ctx, filepath.Join(assets, "helm"))
-	if err != nil {
-		return nil, err
-	}
-	e.env = &envtest.Environment{
-		BinaryAssetsDirectory: assets,
-		WebhookInstallOptions: envtest.WebhookInstallOptions{
+	e.env = &envtest.Environment{BinaryAssetsDirectory: assets, AttachControlPlaneOutput: os.Getenv("E2E_CONTROL_PLANE_OUTPUT") != ""}
+	if !opts.InstallOnly {
+		validating, mutating, err := chartWebhooks(ctx, filepath.Join(assets, "helm"))
+		if err != nil {
+			return nil, err
+		}
+		e.env.WebhookInstallOptions = envtest.WebhookInstallOptions{
 			LocalServingCertDir: filepath.Join(dir, "webhook-certs"),
 			ValidatingWebhooks:  []*admissionregistrationv1.ValidatingWebhookConfiguration{validating},
 			MutatingWebhooks:    []*admissionregistrationv1.MutatingWebhookConfiguration{mutating},
-		},
+		}
 	}
-	if err := configureAPIServer(e.env, dir); err != nil {
+	if err := configureAPIServer(e.env, dir, e.addrs.serviceCIDR); err != nil {
+		return nil, err
+	}
+	if err := e.addrs.writeAPIServerCert(e.env); err != nil {
 		return nil, err
 	}
 	cfg, err := e.env.Start()
@@ -191,6 +209,9 @@ func Start(ctx context.Context, opts Options) (_ *Env, err error) {
 		return nil, fmt.Errorf("starting kube-apiserver and etcd: %w", err)
 	}
 	step("kube-apiserver and etcd up")
+	if err := e.startAPIForwarder(ctx); err != nil {
+		return nil, err
+	}
 	user, err := e.env.AddUser(envtest.User{Name: "e2e-admin", Groups: []string{"system:masters"}}, nil)
 	if err != nil {
 		return nil, fmt.Errorf("adding the e2e user: %w", err)
@@ -230,6 +251,9 @@ func Start(ctx context.Context, opts Options) (_ *Env, err error) {
 		if err := e.cluster.startNode(ctx, e.env, assets, e.Public+"/pullgate-e2e/pause:1.0", node); err != nil {
 			return nil, err
 		}
+		if err := writeHostsTOML(node, e.inCluster.host); err != nil {
+			return nil, err
+		}
 		e.cluster.nodes = append(e.cluster.nodes, node)
 	}
 	if err := fakeNode(ctx, e, "arm64-no-kubelet", "arm64"); err != nil {
@@ -239,8 +263,10 @@ func Start(ctx context.Context, opts Options) (_ *Env, err error) {
 	hbCtx, stopHB := context.WithCancel(context.Background())
 	e.cluster.stopHeartbeats = stopHB
 	go heartbeat(hbCtx, e, e.FakeNodes)
-	if err := e.seedCluster(ctx, opts.Policy); err != nil {
-		return nil, err
+	if !opts.InstallOnly {
+		if err := e.seedCluster(ctx, opts.Policy); err != nil {
+			return nil, err
+		}
 	}
 	for _, n := range e.cluster.nodes {
 		if err := waitNodeReady(ctx, e, n.name); err != nil {
@@ -260,6 +286,10 @@ func Start(ctx context.Context, opts Options) (_ *Env, err error) {
 		return nil, fmt.Errorf("kube-controller-manager created no default ServiceAccount: %w", err)
 	}
 
+	e.assets = assets
+	if opts.InstallOnly {
+		return e, nil
+	}
 	e.certDir = e.env.WebhookInstallOptions.LocalServingCertDir
 	e.port = e.env.WebhookInstallOptions.LocalServingPort
 	probePort, err := freePort()
@@ -316,7 +346,7 @@ func (e *Env) PushPublic(ctx context.Context, repoTag string, platforms ...strin
 func (e *Env) vars() map[string]string {
 	return map[string]string{
 		"PUBLIC": e.Public, "PRIVATE": e.Private, "MIRROR": e.Mirror, "RATELIMITED": e.RateLimited,
-		"UNREACHABLE": e.Unreachable, "GATED": e.Gated, "MISSING_DIGEST": "sha256:" + strings.Repeat("0", 64),
+		"UNREACHABLE": e.Unreachable, "GATED": e.Gated, "INCLUSTER": e.InClusterRegistry(), "MISSING_DIGEST": "sha256:" + strings.Repeat("0", 64),
 		"PRIVATE_USER": PrivateUser, "PRIVATE_PASSWORD": PrivatePassword,
 	}
 }
@@ -405,6 +435,8 @@ func (e *Env) StartWebhook(ctx context.Context) error {
 		"--policy-configmap", Namespace+"/"+PolicyConfigMap,
 		"--metrics-bind-address", fmt.Sprintf("127.0.0.1:%d", metricsPort),
 		"--health-probe-bind-address", e.probeAddr,
+		// A process beside the cluster, in no Service's endpoints: nothing to drain.
+		"--shutdown-delay=0s",
 	)
 	cmd.Stdout, cmd.Stderr = e.logs, e.logs
 	cmd.SysProcAttr = dieWithParent()
@@ -497,9 +529,11 @@ func (e *Env) Stop() {
 	if e.cluster != nil {
 		e.cluster.stop()
 	}
+	e.apiForwarder.close()
 	if e.env != nil {
 		_ = e.env.Stop()
 	}
+	e.inCluster.close()
 	if e.registry != nil {
 		_ = e.registry.Process.Kill()
 		_ = e.registry.Wait()

@@ -71,9 +71,11 @@ type cluster struct {
 	runID string
 	ca    string // the API server's CA, for the kubelet and kube-root-ca.crt
 	runc  string // the runc binary
-	procs []*exec.Cmd
-	nodes []*realNode
-	logs  io.Writer
+	// serviceCIDR is the Service network the API server and the controller manager share.
+	serviceCIDR string
+	procs       []*exec.Cmd
+	nodes       []*realNode
+	logs        io.Writer
 	// stopHeartbeats ends the heartbeats of Node objects without a kubelet.
 	stopHeartbeats context.CancelFunc
 }
@@ -88,7 +90,7 @@ func newRunID() string {
 // authorizer and NodeRestriction (the kubelet's credentials are a node's), and the
 // ServiceAccount admission plugin, which envtest disables but every real cluster runs (it
 // gives pods their token and copies the ServiceAccount's imagePullSecrets into the pod).
-func configureAPIServer(env *envtest.Environment, dir string) error {
+func configureAPIServer(env *envtest.Environment, dir, serviceCIDR string) error {
 	api := env.ControlPlane.GetAPIServer()
 	api.CertDir = filepath.Join(dir, "apiserver")
 	if err := os.MkdirAll(api.CertDir, 0o700); err != nil {
@@ -99,14 +101,17 @@ func configureAPIServer(env *envtest.Environment, dir string) error {
 	args.Disable("disable-admission-plugins")
 	args.Set("enable-admission-plugins", "NodeRestriction,ServiceAccount")
 	args.Set("service-cluster-ip-range", serviceCIDR)
+	// Without kube-proxy, Service IPs lead nowhere: the API server calls webhooks (and
+	// aggregated APIs) at an endpoint of the Service instead, a pod IP on a node's bridge.
+	// The same resolver serves both (cmd/kube-apiserver/app/server.go buildServiceResolver;
+	// pkg/controlplane/apiserver/admission/config.go webhookinit.NewPluginInitializer).
+	args.Set("enable-aggregator-routing", "true")
 	if env.ControlPlane.Etcd == nil {
 		env.ControlPlane.Etcd = &envtest.Etcd{}
 	}
 	env.ControlPlane.Etcd.DataDir = filepath.Join(dir, "etcd")
 	return os.MkdirAll(env.ControlPlane.Etcd.DataDir, 0o700)
 }
-
-const serviceCIDR = "10.0.0.0/24"
 
 // kubeconfigFor writes a kubeconfig for a user with a client certificate of the API server's
 // client CA, as kubeadm does for the control plane's components.
@@ -157,7 +162,7 @@ func (c *cluster) startControllers(env *envtest.Environment, bin string) error {
 		"--bind-address=127.0.0.1", fmt.Sprintf("--secure-port=%d", kcmPort), "--leader-elect=false",
 		"--service-account-private-key-file="+filepath.Join(api.CertDir, "sa-signer.key"),
 		"--root-ca-file="+c.ca, "--use-service-account-credentials=true",
-		"--service-cluster-ip-range="+serviceCIDR,
+		"--service-cluster-ip-range="+c.serviceCIDR,
 		// A node without a kubelet answers no health checks; the harness keeps its Lease fresh.
 		"--v=1",
 	)); err != nil {
@@ -260,7 +265,7 @@ disabled_plugins = ["io.containerd.internal.v1.opt", "io.containerd.snapshotter.
     "isGateway": false,
     "ipMasq": false,
     "hairpinMode": false,
-    "ipam": {"type": "host-local", "dataDir": %q, "ranges": [[{"subnet": %q}]]}
+    "ipam": {"type": "host-local", "dataDir": %q, "ranges": [[{"subnet": %q}]], "routes": [{"dst": "0.0.0.0/0"}]}
   }]
 }
 `, node.bridge, filepath.Join(d, "cni", "ipam"), node.podCIDR())
