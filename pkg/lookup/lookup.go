@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
+	"sync"
 	"time"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
@@ -44,6 +46,9 @@ const (
 	KindServerError
 	// KindBlocked: the address is one the dial policy forbids (SSRF guard).
 	KindBlocked
+	// KindBudgetSpent: the caller's request budget for the registry (WithBudget) is spent:
+	// it was not asked.
+	KindBudgetSpent
 )
 
 var kindNames = map[Kind]string{
@@ -56,6 +61,7 @@ var kindNames = map[Kind]string{
 	KindRateLimited:       "rate limited",
 	KindServerError:       "server error",
 	KindBlocked:           "blocked by dial policy",
+	KindBudgetSpent:       "request budget spent",
 }
 
 func (k Kind) String() string {
@@ -168,4 +174,55 @@ func WithFresh(ctx context.Context) context.Context {
 func Fresh(ctx context.Context) bool {
 	v, _ := ctx.Value(freshKey{}).(bool)
 	return v
+}
+
+// Budget bounds the registry requests a caller causes, per registry host: a background
+// re-check of every workload must not cause the rate limits it warns about. A lookup that
+// would need the registry once the host's budget is spent is not started (its error is
+// KindBudgetSpent); one already started finishes, so a host may see the requests of the
+// lookups in flight beyond the budget (a lookup is one to three requests: ping, token,
+// manifest). Answers from the cache cost nothing. Lookups that others share cost the one
+// that started them. Safe for concurrent use.
+type Budget struct {
+	perHost int
+	mu      sync.Mutex
+	used    map[string]int
+}
+
+// NewBudget returns a Budget of perHost requests per registry host.
+func NewBudget(perHost int) *Budget { return &Budget{perHost: perHost, used: make(map[string]int)} }
+
+// Spent reports whether host's budget is used up.
+func (b *Budget) Spent(host string) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.used[host] >= b.perHost
+}
+
+// Add counts one request sent to host.
+func (b *Budget) Add(host string) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.used[host]++
+}
+
+// Used returns the requests counted per host.
+func (b *Budget) Used() map[string]int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return maps.Clone(b.used)
+}
+
+type budgetKey struct{}
+
+// WithBudget returns ctx whose registry lookups count against b and are refused once it is
+// spent for their registry.
+func WithBudget(ctx context.Context, b *Budget) context.Context {
+	return context.WithValue(ctx, budgetKey{}, b)
+}
+
+// BudgetOf returns the Budget of ctx, or nil.
+func BudgetOf(ctx context.Context) *Budget {
+	b, _ := ctx.Value(budgetKey{}).(*Budget)
+	return b
 }

@@ -8,6 +8,7 @@ import (
 	"crypto/sha256"
 	"encoding/binary"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"hash"
 	"io"
@@ -192,6 +193,17 @@ func (c *Cache) Resolve(ctx context.Context, ref name.Reference, auth authn.Auth
 	}
 	return v.(lookup.Descriptor), nil
 }
+
+var errBudgetSpent = errors.New("this caller's request budget for the registry is spent")
+
+// budgetCharge is the Budget a lookup's requests count against, and the registry they count
+// for.
+type budgetCharge struct {
+	b    *lookup.Budget
+	host string
+}
+
+type budgetHostKey struct{}
 
 // countsManifestGETs reports whether host is Docker Hub, which counts every manifest GET
 // (and no HEAD) against its pull rate limit. There a first look-up stays a HEAD: a tag that
@@ -558,6 +570,16 @@ func (c *Cache) get(ctx context.Context, cache, host string, ep endpoint, key st
 	}
 	if lookup.CacheOnly(ctx) {
 		return nil, lookup.ErrNotCached
+	}
+	if b := lookup.BudgetOf(ctx); b != nil {
+		if b.Spent(host) {
+			// Refused before it starts, so that no lookup others share fails for a budget
+			// that is not theirs.
+			return nil, &lookup.Error{Kind: lookup.KindBudgetSpent, Host: host, Err: errBudgetSpent}
+		}
+		// Its requests (to the registry, its token server, a blob store it redirects to)
+		// count against the registry the image names.
+		ctx = context.WithValue(ctx, budgetHostKey{}, budgetCharge{b, host})
 	}
 	c.misses.Add(1)
 	countLookup(cache, false)

@@ -37,6 +37,9 @@ func (t *meteredTransport) RoundTrip(req *http.Request) (*http.Response, error) 
 	defer release()
 
 	t.c.requests.Add(1)
+	if charge, ok := ctx.Value(budgetHostKey{}).(budgetCharge); ok {
+		charge.b.Add(charge.host)
+	}
 	start := time.Now()
 	resp, err := t.base.RoundTrip(req)
 	registryRequestDuration.WithLabelValues(host).Observe(time.Since(start).Seconds())

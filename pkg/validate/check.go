@@ -509,6 +509,9 @@ func (r *run) lookupFindings(ctx context.Context, ref name.Reference, image stri
 	case lookup.KindTimeout, lookup.KindUnreachable:
 		add(RegistryUnreachable, Deny, fmt.Sprintf("registry %s could not be reached: %s", host, cause(err)),
 			"check the registry host name, DNS and firewall rules from the cluster's nodes")
+	case lookup.KindBudgetSpent:
+		add(RegistryError, Deny, fmt.Sprintf("registry %s was not asked: the re-check's request budget for it is spent", host),
+			"it is asked again at the next re-check; raise the budget if this persists")
 	case lookup.KindBlocked:
 		add(RegistryError, Deny, fmt.Sprintf("registry %s resolves to an address pullgate's policy does not let it dial", host),
 			"ask the operator to allow it (registries.allowPrivateNetworks / allowLoopback) or use a public registry")
