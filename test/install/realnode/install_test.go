@@ -252,7 +252,7 @@ var podSeq atomic.Int64
 
 type loadStats struct {
 	created, admitted, failedOpen, wronglyDenied, otherErrors int64
-	firstError                                                 string
+	firstError                                                string
 }
 
 func startLoad(ctx context.Context, good, bad string) *load {
