@@ -26,7 +26,7 @@ var (
 	}, []string{"result"})
 	runsTotal = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "pullgate_recheck_runs_total",
-		Help: "Re-checks run, by trigger: interval (everything) or change (what a changed secret, ServiceAccount or node touches).",
+		Help: "Re-checks run, by what they covered: all (every workload: an interval, or a node of a new platform) or change (what a changed pull secret or ServiceAccount touches).",
 	}, []string{"trigger"})
 	runDuration = prometheus.NewHistogram(prometheus.HistogramOpts{
 		Name:    "pullgate_recheck_duration_seconds",

@@ -128,15 +128,17 @@ func (c *Controller) Start(ctx context.Context) error {
 	ticker := time.NewTicker(c.opts.Interval)
 	defer ticker.Stop()
 	c.take() // what the informers' initial lists asked for is covered by the first run
-	c.runAll(ctx)
+	c.runInterval(ctx)
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
 		case <-ticker.C:
 			c.take()
-			c.runAll(ctx)
+			c.runInterval(ctx)
 		case <-c.wake:
+			// Between intervals, against the interval's budget: a change cannot buy more
+			// registry requests.
 			s := c.take()
 			if s.all {
 				c.runAll(ctx)
@@ -239,10 +241,18 @@ func platformKey(n *corev1.Node) string {
 	return fmt.Sprintf("%s %v", key, taints)
 }
 
-// runAll re-checks every workload, with a new budget.
+// runInterval starts an interval: a new budget, and everything re-checked.
+func (c *Controller) runInterval(ctx context.Context) {
+	c.budget = lookup.NewBudget(c.opts.BudgetPerRegistry)
+	c.runAll(ctx)
+}
+
+// runAll re-checks every workload, against the interval's budget.
 func (c *Controller) runAll(ctx context.Context) {
 	start := time.Now()
-	c.budget = lookup.NewBudget(c.opts.BudgetPerRegistry)
+	if c.budget == nil {
+		c.budget = lookup.NewBudget(c.opts.BudgetPerRegistry)
+	}
 	ws, err := workload.List(ctx, c.opts.Lister, "")
 	if ctx.Err() != nil {
 		return
@@ -293,7 +303,7 @@ func (c *Controller) runAll(ctx context.Context) {
 		namespaces[ns] = true
 	}
 	c.publish(ctx, results, namespaces)
-	runsTotal.WithLabelValues("interval").Inc()
+	runsTotal.WithLabelValues("all").Inc()
 	runDuration.Observe(time.Since(start).Seconds())
 	lastRun.SetToCurrentTime()
 	c.opts.Log.V(1).Info("Re-checked every workload", "workloads", len(ws), "duration", time.Since(start).Round(time.Millisecond), "requests", c.budget.Used())

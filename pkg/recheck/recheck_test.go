@@ -245,7 +245,7 @@ func TestBudgetBoundsRequestsPerInterval(t *testing.T) {
 	const intervals = 8
 	for interval := 1; interval <= intervals; interval++ {
 		w.reg.Reset()
-		w.c.runAll(ctx)
+		w.c.runInterval(ctx)
 		// One look-up is at most three requests (ping, token, manifest); one may be in
 		// flight when the budget runs out.
 		if got := w.reg.TotalRequests(); got > budget+3 {
@@ -273,6 +273,13 @@ func TestBudgetBoundsRequestsPerInterval(t *testing.T) {
 	}
 	if len(checked) != n {
 		t.Errorf("after %d intervals %d of %d workloads were checked: the budget always stops the same ones", intervals, len(checked), n)
+	}
+	// A node of a new platform re-checks everything between intervals, against the same
+	// budget: it cannot buy more requests.
+	w.reg.Reset()
+	w.c.runAll(ctx)
+	if got := w.reg.TotalRequests(); got > 0 {
+		t.Errorf("a re-check between intervals, budget spent, made %d registry requests", got)
 	}
 	// A refused look-up is never a verdict: no event, nothing at risk.
 	for _, ev := range w.drainEvents() {

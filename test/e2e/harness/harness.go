@@ -66,6 +66,10 @@ type Env struct {
 	pullgateOK   chan struct{}
 	// publicRequests and mirrorRequests count requests to those registries by "METHOD kind".
 	publicRequests, mirrorRequests requestCounter
+	// webhookArgs are the arguments RestartWebhook adds to pullgate's; metricsAddr is
+	// where the running pullgate serves /metrics.
+	webhookArgs []string
+	metricsAddr string
 	binary                         string
 	assets                         string // hack/tools/bin
 	certDir                        string
@@ -438,6 +442,8 @@ func (e *Env) StartWebhook(ctx context.Context) error {
 		// A process beside the cluster, in no Service's endpoints: nothing to drain.
 		"--shutdown-delay=0s",
 	)
+	cmd.Args = append(cmd.Args, e.webhookArgs...)
+	e.metricsAddr = fmt.Sprintf("127.0.0.1:%d", metricsPort)
 	cmd.Stdout, cmd.Stderr = e.logs, e.logs
 	cmd.SysProcAttr = dieWithParent()
 	if err := cmd.Start(); err != nil {
