@@ -70,12 +70,12 @@ type Env struct {
 	// where the running pullgate serves /metrics.
 	webhookArgs []string
 	metricsAddr string
-	binary                         string
-	assets                         string // hack/tools/bin
-	certDir                        string
-	port                           int
-	probeAddr                      string
-	logs                           *os.File
+	binary      string
+	assets      string // hack/tools/bin
+	certDir     string
+	port        int
+	probeAddr   string
+	logs        *os.File
 }
 
 // Options tune Start.
