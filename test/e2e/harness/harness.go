@@ -66,16 +66,17 @@ type Env struct {
 	pullgateOK   chan struct{}
 	// publicRequests and mirrorRequests count requests to those registries by "METHOD kind".
 	publicRequests, mirrorRequests requestCounter
+	binary                         string
+	assets                         string // hack/tools/bin
+	certDir                        string
+	port                           int
+	probeAddr                      string
+	logs                           *os.File
+
 	// webhookArgs are the arguments RestartWebhook adds to pullgate's; metricsAddr is
 	// where the running pullgate serves /metrics.
 	webhookArgs []string
 	metricsAddr string
-	binary      string
-	assets      string // hack/tools/bin
-	certDir     string
-	port        int
-	probeAddr   string
-	logs        *os.File
 }
 
 // Options tune Start.
