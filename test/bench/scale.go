@@ -167,7 +167,8 @@ func (l *scaleLoader) cut(i, n int, b64 bool) []byte {
 
 // secret i is of a type and size as found in clusters: a fifth docker config (1–3
 // registries), Opaque application secrets (0.5–4 KB), TLS pairs (~3.5 KB), Helm release
-// records (~16 KB) and legacy ServiceAccount tokens.
+// records (~16 KB) and legacy ServiceAccount tokens; a third of those not from Helm carry
+// kubectl's last-applied configuration.
 func (l *scaleLoader) secret(i int) *corev1.Secret {
 	s := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("secret-%05d", i), Labels: l.labels}}
 	switch i % 20 {
@@ -197,6 +198,14 @@ func (l *scaleLoader) secret(i int) *corev1.Secret {
 		s.Type = corev1.SecretTypeOpaque // the token controller is not running in envtest
 		s.Annotations = map[string]string{corev1.ServiceAccountNameKey: "default"}
 		s.Data = map[string][]byte{"token": l.cut(i, 700, true), "ca.crt": l.cut(i+3, 900, true), "namespace": []byte("shop")}
+	}
+	if i%3 == 0 && s.Type != "helm.sh/release.v1" {
+		// A third were created by `kubectl apply`, which keeps a copy of the whole object.
+		last, _ := json.Marshal(s)
+		if s.Annotations == nil {
+			s.Annotations = map[string]string{}
+		}
+		s.Annotations[corev1.LastAppliedConfigAnnotation] = string(last)
 	}
 	return s
 }
