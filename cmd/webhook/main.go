@@ -175,6 +175,9 @@ func run(ctx context.Context, cfg config) error {
 			&corev1.Secret{}:         {Transform: dropNonPullSecretData, UnsafeDisableDeepCopy: new(true)},
 			&corev1.ServiceAccount{}: {UnsafeDisableDeepCopy: new(true)},
 			&corev1.Namespace{}:      {UnsafeDisableDeepCopy: new(true)},
+			// Only what the node tracker reads of each Node (issue 17: Node status was half
+			// the heap at 1,000 nodes).
+			&corev1.Node{}: {Transform: nodes.Transform},
 		},
 	}
 	var policyKey types.NamespacedName
@@ -385,13 +388,16 @@ func loadPolicyConfigMap(ctx context.Context, restCfg *rest.Config, scheme *runt
 
 // dropNonPullSecretData empties the data of secrets the kubelet would not read as pull
 // secrets, before they enter the informer cache (pullsecrets reports such a secret by its
-// type alone), and strips managed fields, since a per-object transform replaces the default.
+// type alone), strips managed fields, since a per-object transform replaces the default, and
+// drops the last-applied configuration, a copy of the data.
 func dropNonPullSecretData(obj any) (any, error) {
 	s, ok := obj.(*corev1.Secret)
 	if !ok {
 		return obj, nil
 	}
 	s.ManagedFields = nil
+	// `kubectl apply` keeps the whole secret, data included, in this annotation.
+	delete(s.Annotations, corev1.LastAppliedConfigAnnotation)
 	if s.Type != corev1.SecretTypeDockerConfigJson && s.Type != corev1.SecretTypeDockercfg {
 		s.Data, s.StringData = nil, nil
 	}

@@ -54,9 +54,10 @@ func TestDropNonPullSecretData(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(string(tc.typ), func(t *testing.T) {
 			in := &corev1.Secret{
-				ObjectMeta: metav1.ObjectMeta{ManagedFields: []metav1.ManagedFieldsEntry{{Manager: "kubectl"}}},
-				Type:       tc.typ,
-				Data:       map[string][]byte{"k": []byte("v")},
+				ObjectMeta: metav1.ObjectMeta{ManagedFields: []metav1.ManagedFieldsEntry{{Manager: "kubectl"}},
+					Annotations: map[string]string{corev1.LastAppliedConfigAnnotation: `{"data":{"k":"dg=="}}`, "team": "shop"}},
+				Type: tc.typ,
+				Data: map[string][]byte{"k": []byte("v")},
 			}
 			out, err := dropNonPullSecretData(in)
 			if err != nil {
@@ -68,6 +69,9 @@ func TestDropNonPullSecretData(t *testing.T) {
 			}
 			if got.ManagedFields != nil {
 				t.Error("managed fields kept")
+			}
+			if _, ok := got.Annotations[corev1.LastAppliedConfigAnnotation]; ok || got.Annotations["team"] != "shop" {
+				t.Errorf("annotations = %v, want the last-applied configuration (which holds the data) dropped, the others kept", got.Annotations)
 			}
 		})
 	}

@@ -2,9 +2,11 @@ package registrycache
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 
@@ -161,24 +163,59 @@ type cachedTransport struct {
 // has none for reg's scheme. A ping that failed is not kept. gen is the host's generation
 // the answer belongs to.
 //
-// Lookups that ping at the same time do not share one ping: a lookup that joined a ping
-// about to time out would fail at once, with another lookup's timeout, and count it
-// against the host's circuit a second time. The first answer kept stands for the others.
+// Lookups that find no answer at the same time share one ping (singleflight per host,
+// schemes and generation: the answer carries no credentials, so it is the same for every
+// identity). Without that, 100 first look-ups on a new registry sent 29–35 pings. The
+// shared ping runs on a context of its own, bounded by the request timeout, that no
+// caller leaving cancels; each caller waits only as long as its own ctx. A caller that
+// joined a ping which then ran out of its own time, while the caller still has time, pings
+// again (joining whichever ping is then in flight) rather than fail early with another
+// lookup's timeout. Other failures (refused, reset, 5xx) are the registry's answer at
+// that moment and are shared. The ping's requests count against the Budget of the lookup
+// that started it.
 func (c *Cache) ping(ctx context.Context, reg name.Registry) (*pingAnswer, uint64, error) {
 	hs := c.host(reg.RegistryStr())
 	schemes := schemeKey(reg)
-	a, gen := hs.pingAnswer(schemes)
-	if a != nil {
-		return a, gen, nil
+	for {
+		a, gen := hs.pingAnswer(schemes)
+		if a != nil {
+			return a, gen, nil
+		}
+		flight := strings.Join([]string{"ping", schemes, reg.RegistryStr(), strconv.FormatUint(gen, 10)}, "\x00")
+		ch := c.group.DoChan(flight, func() (any, error) {
+			pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.o.requestTimeout)
+			defer cancel()
+			rec := &pingRecorder{inner: newPlainHTTPGuard(c.transport, reg), host: reg.RegistryStr()}
+			pr, err := transport.Ping(pctx, pingRegistry(reg), transport.NewUserAgent(rec, c.o.userAgent))
+			if err != nil {
+				if pctx.Err() != nil {
+					return nil, &pingTimeout{err: err}
+				}
+				return nil, err
+			}
+			return hs.setPingAnswer(schemes, rec.answer(pr), gen), nil
+		})
+		select {
+		case r := <-ch:
+			if r.Err == nil {
+				return r.Val.(*pingAnswer), gen, nil
+			}
+			var pt *pingTimeout
+			if errors.As(r.Err, &pt) && ctx.Err() == nil {
+				continue
+			}
+			return nil, 0, r.Err
+		case <-ctx.Done():
+			return nil, 0, fmt.Errorf("waiting for the ping of %s: %w", reg.RegistryStr(), context.Cause(ctx))
+		}
 	}
-	rec := &pingRecorder{inner: newPlainHTTPGuard(c.transport, reg), host: reg.RegistryStr()}
-	pr, err := transport.Ping(ctx, pingRegistry(reg), transport.NewUserAgent(rec, c.o.userAgent))
-	if err != nil {
-		return nil, 0, err
-	}
-	a = rec.answer(pr)
-	return hs.setPingAnswer(schemes, a, gen), gen, nil
 }
+
+// pingTimeout is a shared ping that ran out of its own time.
+type pingTimeout struct{ err error }
+
+func (e *pingTimeout) Error() string { return e.err.Error() }
+func (e *pingTimeout) Unwrap() error { return e.err }
 
 // roundTripper returns the transport for lookups in repo with cred: shared by the
 // registry's repositories unless the registry hands out Bearer tokens.

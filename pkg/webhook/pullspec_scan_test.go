@@ -2,7 +2,9 @@ package webhook
 
 import (
 	"encoding/json"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 	corev1 "k8s.io/api/core/v1"
@@ -206,4 +208,39 @@ func FuzzPullSpecScan(f *testing.F) {
 			t.Fatalf("scanner vs reference decoder for %q (-want +got):\n%s", data, diff)
 		}
 	})
+}
+
+// BenchmarkScanPullSpec measures the scanner on the realistic pod. Issue 17 compared it
+// here with a version over github.com/go-json-experiment/json/jsontext (commit eca4d6f,
+// removed after; figures in BENCHMARKS.md).
+func BenchmarkScanPullSpec(b *testing.B) {
+	data := []byte(realisticPod)
+	keys := specPath(podGVK)
+	for _, bc := range []struct {
+		name string
+		scan func([]byte, []string) (*pullSpec, error)
+	}{{"handwritten", scanPullSpec}} {
+		b.Run(bc.name, func(b *testing.B) {
+			b.ReportAllocs()
+			b.SetBytes(int64(len(data)))
+			// CPU time per operation as well as wall time, as loopCPU in bench_test.go
+			// (package webhook_test): steadier on a machine other builds share.
+			start, n := processCPU(), 0
+			for b.Loop() {
+				if _, err := bc.scan(data, keys); err != nil {
+					b.Fatal(err)
+				}
+				n++
+			}
+			b.ReportMetric(float64(processCPU()-start)/float64(n), "cpu-ns/op")
+		})
+	}
+}
+
+func processCPU() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }

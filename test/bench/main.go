@@ -45,6 +45,7 @@ type settings struct {
 	Only          string        `json:"-"`
 	Keep          bool          `json:"-"`
 	CPUProfile    string        `json:"-"`
+	Scale         string        `json:"-"`
 
 	// Human-readable copies of the durations for the JSON report.
 	DurationS      string `json:"durationPerRound"`
@@ -69,6 +70,7 @@ func main() {
 	flag.StringVar(&s.Only, "only", "", "comma-separated scenarios to run (baseline and warm always run): cold, burst, latency, burst-latency, hang")
 	flag.BoolVar(&s.Keep, "keep", false, "keep the work directory (logs of every process)")
 	flag.StringVar(&s.CPUProfile, "cpuprofile", "", "directory to write CPU profiles of the baseline and of pullgate to, taken during the first round at -concurrency, and their allocation profiles after it (go tool pprof -top DIR/pullgate-warm.pprof; -sample_index=alloc_space DIR/pullgate-allocs.pprof)")
+	flag.StringVar(&s.Scale, "scale", "", "instead of the scenarios, load envtest in steps of this many Secrets (comma-separated, e.g. 1000,10000,50000; with a fifth as many ServiceAccounts and a tenth as many Nodes and Namespaces) and measure a fresh pullgate's start-up, RSS, heap and admission latency at each (see test/bench/scale.go)")
 	flag.Parse()
 	if s.Markdown == "" {
 		s.Markdown = strings.TrimSuffix(s.Out, filepath.Ext(s.Out)) + ".md"
@@ -126,6 +128,9 @@ func run(ctx context.Context, s settings) error {
 	fmt.Printf("Up in %s: kube-apiserver + etcd, registries %s (loopback), %s (+%s), %s (hangs); baseline and pullgate built.\n",
 		time.Since(start).Round(100*time.Millisecond), b.fast.Host, b.slow.Host, s.Latency, b.hang.Host)
 
+	if s.Scale != "" {
+		return b.runScale(ctx)
+	}
 	rep, err := b.runAll(ctx)
 	if err != nil {
 		return err

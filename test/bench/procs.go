@@ -51,6 +51,11 @@ func buildBinary(ctx context.Context, root, pkg, out string) error {
 
 // startWebhook starts cfg.binary on free loopback ports and waits until /readyz answers 200.
 func startWebhook(ctx context.Context, name string, cfg procConfig) (*webhookProc, error) {
+	return startWebhookWithin(ctx, name, cfg, 60*time.Second)
+}
+
+// startWebhookWithin is startWebhook waiting up to ready for /readyz.
+func startWebhookWithin(ctx context.Context, name string, cfg procConfig, ready time.Duration) (*webhookProc, error) {
 	ports, err := freePorts(4)
 	if err != nil {
 		return nil, err
@@ -84,7 +89,7 @@ func startWebhook(ctx context.Context, name string, cfg procConfig) (*webhookPro
 	}
 	go func() { _ = p.cmd.Wait(); close(p.exited) }()
 
-	deadline := time.Now().Add(60 * time.Second)
+	deadline := time.Now().Add(ready)
 	for {
 		select {
 		case <-p.exited:
@@ -103,7 +108,7 @@ func startWebhook(ctx context.Context, name string, cfg procConfig) (*webhookPro
 		}
 		if time.Now().After(deadline) {
 			p.Stop()
-			return nil, fmt.Errorf("%s not ready after 60s; see %s", name, p.logFile.Name())
+			return nil, fmt.Errorf("%s not ready after %s; see %s", name, ready, p.logFile.Name())
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
