@@ -9,9 +9,11 @@ import (
 	"flag"
 	"fmt"
 	"maps"
+	"net"
 	"net/http"
 	"os"
 	"os/signal"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"syscall"
@@ -31,6 +33,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/webhook"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
+	"github.com/pullgate/pullgate/pkg/clientauth"
 	"github.com/pullgate/pullgate/pkg/mutate"
 	"github.com/pullgate/pullgate/pkg/nodes"
 	"github.com/pullgate/pullgate/pkg/policy"
@@ -63,6 +66,14 @@ type config struct {
 	// moment after the kubelet has told the pod to stop, and calls it meanwhile.
 	ShutdownDelay time.Duration
 
+	// ClientCAFile, when set, is a PEM bundle of the CAs whose client certificates may call
+	// the webhook server (the API server's); callers without one are refused during the TLS
+	// handshake. Re-read every ClientCAReload.
+	ClientCAFile string
+	// ClientAllowedNames, when not empty, are the names (common name, DNS or URI SAN) a client
+	// certificate must carry one of; empty accepts any certificate from the CA.
+	ClientAllowedNames []string
+
 	// draining reports whether SIGTERM came: the readiness check fails from then on.
 	draining func() bool
 }
@@ -75,6 +86,9 @@ func (c *config) Validate() error {
 	}
 	if c.ShutdownDelay < 0 {
 		errs = append(errs, fmt.Errorf("--shutdown-delay %s is negative", c.ShutdownDelay))
+	}
+	if len(c.ClientAllowedNames) > 0 && c.ClientCAFile == "" {
+		errs = append(errs, errors.New("--client-allowed-names needs --client-ca-file"))
 	}
 	if c.PolicyConfigMap != "" && c.PolicyFile != "" {
 		errs = append(errs, errors.New("--policy-configmap and --policy-file are mutually exclusive"))
@@ -105,6 +119,15 @@ func main() {
 	flag.StringVar(&cfg.ProbeAddr, "health-probe-bind-address", ":8081", "address of the /healthz and /readyz endpoints")
 	flag.StringVar(&cfg.PprofAddr, "pprof-bind-address", "", "address of the net/http/pprof endpoints (/debug/pprof/); empty or 0 disables them")
 	flag.DurationVar(&cfg.ShutdownDelay, "shutdown-delay", 5*time.Second, "how long to go on answering admissions after SIGTERM (not ready) before stopping, while the API server learns the pod is leaving its Service")
+	flag.StringVar(&cfg.ClientCAFile, "client-ca-file", "", "PEM bundle of the CAs whose client certificates may call the webhook (the API server's, from its AdmissionConfiguration); empty accepts any caller. Re-read when it changes")
+	flag.Func("client-allowed-names", "comma-separated names (common name, DNS or URI SAN) a client certificate must carry one of; empty accepts any certificate from --client-ca-file", func(v string) error {
+		for n := range strings.SplitSeq(v, ",") {
+			if n = strings.TrimSpace(n); n != "" {
+				cfg.ClientAllowedNames = append(cfg.ClientAllowedNames, n)
+			}
+		}
+		return nil
+	})
 	zapOpts := zap.Options{}
 	zapOpts.BindFlags(flag.CommandLine)
 	flag.Parse()
@@ -157,6 +180,18 @@ func run(ctx context.Context, cfg config) error {
 		maps.Copy(cacheOpts.ByObject, policy.CacheByObject(policyKey))
 	}
 
+	webhookOpts := webhook.Options{Port: cfg.Port, CertDir: cfg.CertDir}
+	var callers *clientauth.Authenticator
+	if cfg.ClientCAFile != "" {
+		a, err := clientauth.New(cfg.ClientCAFile, cfg.ClientAllowedNames)
+		if err != nil {
+			return fmt.Errorf("loading client authentication: %w", err)
+		}
+		callers = a
+		webhookOpts.TLSOpts = append(webhookOpts.TLSOpts, callers.Configure)
+		go callers.Start(ctx, clientCAReloadInterval)
+	}
+
 	restCfg, err := ctrl.GetConfig()
 	if err != nil {
 		return fmt.Errorf("loading kubeconfig: %w", err)
@@ -167,7 +202,7 @@ func run(ctx context.Context, cfg config) error {
 		Metrics:                metricsserver.Options{BindAddress: cfg.MetricsAddr},
 		HealthProbeBindAddress: cfg.ProbeAddr,
 		PprofBindAddress:       cfg.PprofAddr,
-		WebhookServer:          webhook.NewServer(webhook.Options{Port: cfg.Port, CertDir: cfg.CertDir}),
+		WebhookServer:          webhook.NewServer(webhookOpts),
 	})
 	if err != nil {
 		return fmt.Errorf("creating manager: %w", err)
@@ -235,7 +270,14 @@ func run(ctx context.Context, cfg config) error {
 	if err := mgr.AddHealthzCheck("healthz", healthz.Ping); err != nil {
 		return fmt.Errorf("adding health check: %w", err)
 	}
-	if err := mgr.AddReadyzCheck("webhook", mgr.GetWebhookServer().StartedChecker()); err != nil {
+	started := mgr.GetWebhookServer().StartedChecker()
+	if callers != nil {
+		// controller-runtime's check completes a handshake without a client certificate, which
+		// would be refused and counted: present the process's own probe certificate instead.
+		addr := net.JoinHostPort("", strconv.Itoa(cfg.Port))
+		started = func(req *http.Request) error { return callers.ProbeHandshake(req.Context(), addr) }
+	}
+	if err := mgr.AddReadyzCheck("webhook", started); err != nil {
 		return fmt.Errorf("adding webhook readiness check: %w", err)
 	}
 	if err := mgr.AddReadyzCheck("informers", func(req *http.Request) error {
@@ -265,12 +307,16 @@ func run(ctx context.Context, cfg config) error {
 		return fmt.Errorf("adding node readiness check: %w", err)
 	}
 
-	log.Info("Starting pullgate webhook", "version", version, "port", cfg.Port, "policyConfigMap", cfg.PolicyConfigMap, "policyFile", cfg.PolicyFile)
+	log.Info("Starting pullgate webhook", "version", version, "port", cfg.Port, "clientAuth", cfg.ClientCAFile != "", "clientAllowedNames", cfg.ClientAllowedNames, "policyConfigMap", cfg.PolicyConfigMap, "policyFile", cfg.PolicyFile)
 	if err := mgr.Start(ctx); err != nil {
 		return fmt.Errorf("running manager: %w", err)
 	}
 	return nil
 }
+
+// clientCAReloadInterval is how often --client-ca-file is read again: a rotated bundle in a
+// mounted Secret reaches the pod within the kubelet's sync period (about a minute) anyway.
+const clientCAReloadInterval = 10 * time.Second
 
 // drainingSignalHandler returns a context that ends delay after the first SIGTERM or SIGINT,
 // and a function that reports whether one came. A second signal exits at once. Until the

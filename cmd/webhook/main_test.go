@@ -20,6 +20,8 @@ func TestConfigValidate(t *testing.T) {
 		{"configmap", config{Port: 9443, PolicyConfigMap: "pullgate/pullgate-policy"}, ""},
 		{"port out of range", config{Port: 70000}, "--port 70000"},
 		{"both policy sources", config{Port: 9443, PolicyConfigMap: "a/b", PolicyFile: "p.yaml"}, "mutually exclusive"},
+		{"allowed names without a client CA", config{Port: 9443, ClientAllowedNames: []string{"kube-apiserver"}}, "needs --client-ca-file"},
+		{"client CA and names", config{Port: 9443, ClientCAFile: "/ca.crt", ClientAllowedNames: []string{"kube-apiserver"}}, ""},
 		{"configmap without namespace", config{Port: 9443, PolicyConfigMap: "pullgate-policy"}, "not NAMESPACE/NAME"},
 		{"configmap with extra slash", config{Port: 9443, PolicyConfigMap: "a/b/c"}, "not NAMESPACE/NAME"},
 		{"negative shutdown delay", config{Port: 9443, ShutdownDelay: -time.Second}, "--shutdown-delay"},
