@@ -73,6 +73,10 @@ type config struct {
 	// ClientAllowedNames, when not empty, are the names (common name, DNS or URI SAN) a client
 	// certificate must carry one of; empty accepts any certificate from the CA.
 	ClientAllowedNames []string
+	// UnauthenticatedDetails is what denials tell a caller that is not verified to be the API
+	// server (no ClientCAFile): "limited" (no tags suggested from a listing made with a pull
+	// secret, no cause of a registry failure) or "full" (as an authenticated caller).
+	UnauthenticatedDetails string
 
 	// draining reports whether SIGTERM came: the readiness check fails from then on.
 	draining func() bool
@@ -86,6 +90,9 @@ func (c *config) Validate() error {
 	}
 	if c.ShutdownDelay < 0 {
 		errs = append(errs, fmt.Errorf("--shutdown-delay %s is negative", c.ShutdownDelay))
+	}
+	if c.UnauthenticatedDetails != "limited" && c.UnauthenticatedDetails != "full" {
+		errs = append(errs, fmt.Errorf("--unauthenticated-details %q is neither limited nor full", c.UnauthenticatedDetails))
 	}
 	if len(c.ClientAllowedNames) > 0 && c.ClientCAFile == "" {
 		errs = append(errs, errors.New("--client-allowed-names needs --client-ca-file"))
@@ -128,6 +135,7 @@ func main() {
 		}
 		return nil
 	})
+	flag.StringVar(&cfg.UnauthenticatedDetails, "unauthenticated-details", "limited", "without --client-ca-file, what denials tell callers (anyone who reaches the Service): limited leaves out tags listed with a pull secret and the causes of registry failures; full tells all")
 	zapOpts := zap.Options{}
 	zapOpts.BindFlags(flag.CommandLine)
 	flag.Parse()
@@ -257,6 +265,8 @@ func run(ctx context.Context, cfg config) error {
 		APIReader: mgr.GetAPIReader(),
 		// The zero key when the policy comes from a file: no ConfigMap is guarded.
 		PolicyConfigMap: policyKey,
+		// Only the API server gets through client authentication; without it, anyone may ask.
+		Discreet: cfg.ClientCAFile == "" && cfg.UnauthenticatedDetails == "limited",
 	}
 	mgr.GetWebhookServer().Register(pgwebhook.ValidatePath, &admission.Webhook{Handler: validator, LogConstructor: pgwebhook.RequestLogger})
 	mutator := &pgwebhook.Mutator{

@@ -16,15 +16,16 @@ func TestConfigValidate(t *testing.T) {
 		cfg     config
 		wantErr string
 	}{
-		{"defaults", config{Port: 9443}, ""},
-		{"configmap", config{Port: 9443, PolicyConfigMap: "pullgate/pullgate-policy"}, ""},
-		{"port out of range", config{Port: 70000}, "--port 70000"},
-		{"both policy sources", config{Port: 9443, PolicyConfigMap: "a/b", PolicyFile: "p.yaml"}, "mutually exclusive"},
-		{"allowed names without a client CA", config{Port: 9443, ClientAllowedNames: []string{"kube-apiserver"}}, "needs --client-ca-file"},
-		{"client CA and names", config{Port: 9443, ClientCAFile: "/ca.crt", ClientAllowedNames: []string{"kube-apiserver"}}, ""},
-		{"configmap without namespace", config{Port: 9443, PolicyConfigMap: "pullgate-policy"}, "not NAMESPACE/NAME"},
-		{"configmap with extra slash", config{Port: 9443, PolicyConfigMap: "a/b/c"}, "not NAMESPACE/NAME"},
-		{"negative shutdown delay", config{Port: 9443, ShutdownDelay: -time.Second}, "--shutdown-delay"},
+		{"defaults", config{Port: 9443, UnauthenticatedDetails: "limited"}, ""},
+		{"configmap", config{Port: 9443, UnauthenticatedDetails: "limited", PolicyConfigMap: "pullgate/pullgate-policy"}, ""},
+		{"port out of range", config{Port: 70000, UnauthenticatedDetails: "limited"}, "--port 70000"},
+		{"both policy sources", config{Port: 9443, UnauthenticatedDetails: "limited", PolicyConfigMap: "a/b", PolicyFile: "p.yaml"}, "mutually exclusive"},
+		{"allowed names without a client CA", config{Port: 9443, UnauthenticatedDetails: "limited", ClientAllowedNames: []string{"kube-apiserver"}}, "needs --client-ca-file"},
+		{"client CA and names", config{Port: 9443, UnauthenticatedDetails: "limited", ClientCAFile: "/ca.crt", ClientAllowedNames: []string{"kube-apiserver"}}, ""},
+		{"unknown details mode", config{Port: 9443, UnauthenticatedDetails: "some"}, "neither limited nor full"},
+		{"configmap without namespace", config{Port: 9443, UnauthenticatedDetails: "limited", PolicyConfigMap: "pullgate-policy"}, "not NAMESPACE/NAME"},
+		{"configmap with extra slash", config{Port: 9443, UnauthenticatedDetails: "limited", PolicyConfigMap: "a/b/c"}, "not NAMESPACE/NAME"},
+		{"negative shutdown delay", config{Port: 9443, UnauthenticatedDetails: "limited", ShutdownDelay: -time.Second}, "--shutdown-delay"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.desc, func(t *testing.T) {

@@ -72,6 +72,9 @@ type Env struct {
 	port                           int
 	probeAddr                      string
 	logs                           *os.File
+	// clientAuth is set when Options.ClientAuth is on; metricsAddr is pullgate's metrics endpoint.
+	clientAuth  *clientAuth
+	metricsAddr string
 }
 
 // Options tune Start.
@@ -84,6 +87,10 @@ type Options struct {
 	// InstallOnly leaves pullgate out: no pullgate process, no webhook configurations. The
 	// install tests put it in the cluster with helm or kubectl.
 	InstallOnly bool
+	// ClientAuth starts the API server presenting a client certificate to pullgate (an
+	// AdmissionConfiguration, as README's "Only the API server may call pullgate" shows) and
+	// pullgate verifying it (--client-ca-file, --client-allowed-names). Not with InstallOnly.
+	ClientAuth bool
 }
 
 // RepoRoot finds the module root from this file's location.
@@ -200,6 +207,11 @@ func Start(ctx context.Context, opts Options) (_ *Env, err error) {
 	}
 	if err := configureAPIServer(e.env, dir, e.addrs.serviceCIDR); err != nil {
 		return nil, err
+	}
+	if opts.ClientAuth && !opts.InstallOnly {
+		if err := e.setupClientAuth(dir); err != nil {
+			return nil, fmt.Errorf("setting up client authentication: %w", err)
+		}
 	}
 	if err := e.addrs.writeAPIServerCert(e.env); err != nil {
 		return nil, err
@@ -428,6 +440,7 @@ func (e *Env) StartWebhook(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	e.metricsAddr = fmt.Sprintf("127.0.0.1:%d", metricsPort)
 	cmd := exec.Command(e.binary,
 		"--kubeconfig", e.Kubeconfig,
 		"--cert-dir", e.certDir,
@@ -438,6 +451,7 @@ func (e *Env) StartWebhook(ctx context.Context) error {
 		// A process beside the cluster, in no Service's endpoints: nothing to drain.
 		"--shutdown-delay=0s",
 	)
+	cmd.Args = append(cmd.Args, e.clientAuthFlags()...)
 	cmd.Stdout, cmd.Stderr = e.logs, e.logs
 	cmd.SysProcAttr = dieWithParent()
 	if err := cmd.Start(); err != nil {
