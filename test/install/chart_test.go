@@ -38,13 +38,17 @@ type matrixEntry struct {
 	name string
 	install
 	certManager, mutations, serviceMonitor bool
+	// clientAuth is how the webhook verifies the API server (security_test.go): "" not at
+	// all, clientAuthCertManager or clientAuthSecret; networkPolicy says one is rendered.
+	clientAuth    string
+	networkPolicy bool
 	// caBundle is the PEM the webhook configurations must carry without cert-manager.
 	caBundle []byte
 }
 
 func matrix(t *testing.T) []matrixEntry {
 	caPEM := testCA(t)
-	return []matrixEntry{
+	return append([]matrixEntry{
 		{
 			name:        "defaults",
 			install:     install{release: "pullgate", namespace: "pullgate"},
@@ -80,7 +84,7 @@ func matrix(t *testing.T) []matrixEntry {
 			}},
 			certManager: true, mutations: true, serviceMonitor: true,
 		},
-	}
+	}, securityMatrix(caPEM)...)
 }
 
 // testCA returns the PEM of a throwaway self-signed CA certificate.
@@ -118,6 +122,7 @@ func TestChartRender(t *testing.T) {
 			t.Run("pod", func(t *testing.T) { checkPod(t, m, o, r) })
 			t.Run("policy", func(t *testing.T) { checkPolicyConfigMap(t, m, r) })
 			t.Run("metrics", func(t *testing.T) { checkMetrics(t, m, o, r) })
+			t.Run("security", func(t *testing.T) { checkSecurity(t, m, o, r) })
 		})
 	}
 }
