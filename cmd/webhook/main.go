@@ -20,6 +20,7 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
@@ -77,6 +78,10 @@ type config struct {
 	// server (no ClientCAFile): "limited" (no tags suggested from a listing made with a pull
 	// secret, no cause of a registry failure) or "full" (as an authenticated caller).
 	UnauthenticatedDetails string
+	// SecretCache is which Secrets the informer holds: "all" (every Secret of the cluster,
+	// the data of the docker config types only) or "pull-secrets" (kubernetes.io/dockerconfigjson
+	// only; see secretCacheByObject).
+	SecretCache string
 
 	// draining reports whether SIGTERM came: the readiness check fails from then on.
 	draining func() bool
@@ -93,6 +98,9 @@ func (c *config) Validate() error {
 	}
 	if c.UnauthenticatedDetails != "limited" && c.UnauthenticatedDetails != "full" {
 		errs = append(errs, fmt.Errorf("--unauthenticated-details %q is neither limited nor full", c.UnauthenticatedDetails))
+	}
+	if c.SecretCache != secretCacheAll && c.SecretCache != secretCachePullSecrets {
+		errs = append(errs, fmt.Errorf("--secret-cache %q is neither %s nor %s", c.SecretCache, secretCacheAll, secretCachePullSecrets))
 	}
 	if len(c.ClientAllowedNames) > 0 && c.ClientCAFile == "" {
 		errs = append(errs, errors.New("--client-allowed-names needs --client-ca-file"))
@@ -136,6 +144,7 @@ func main() {
 		return nil
 	})
 	flag.StringVar(&cfg.UnauthenticatedDetails, "unauthenticated-details", "limited", "without --client-ca-file, what denials tell callers (anyone who reaches the Service): limited leaves out tags listed with a pull secret and the causes of registry failures; full tells all")
+	flag.StringVar(&cfg.SecretCache, "secret-cache", secretCacheAll, "which Secrets the informer caches: all (every Secret, data kept for docker config types only) or pull-secrets (only type kubernetes.io/dockerconfigjson; others named by a pod are read from the API server)")
 	zapOpts := zap.Options{}
 	zapOpts.BindFlags(flag.CommandLine)
 	flag.Parse()
@@ -176,8 +185,7 @@ func run(ctx context.Context, cfg config) error {
 		// on every read (that was a third of what a warm admission allocated); code that needs
 		// to change such an object must copy it first.
 		ByObject: map[client.Object]cache.ByObject{
-			// Only docker config secrets matter to pulls: keep no other secret's data in memory.
-			&corev1.Secret{}:         {Transform: dropNonPullSecretData, UnsafeDisableDeepCopy: new(true)},
+			&corev1.Secret{}:         secretCacheByObject(cfg.SecretCache),
 			&corev1.ServiceAccount{}: {UnsafeDisableDeepCopy: new(true)},
 			&corev1.Namespace{}:      {UnsafeDisableDeepCopy: new(true)},
 		},
@@ -317,7 +325,7 @@ func run(ctx context.Context, cfg config) error {
 		return fmt.Errorf("adding node readiness check: %w", err)
 	}
 
-	log.Info("Starting pullgate webhook", "version", version, "port", cfg.Port, "clientAuth", cfg.ClientCAFile != "", "clientAllowedNames", cfg.ClientAllowedNames, "policyConfigMap", cfg.PolicyConfigMap, "policyFile", cfg.PolicyFile)
+	log.Info("Starting pullgate webhook", "version", version, "port", cfg.Port, "secretCache", cfg.SecretCache, "clientAuth", cfg.ClientCAFile != "", "clientAllowedNames", cfg.ClientAllowedNames, "policyConfigMap", cfg.PolicyConfigMap, "policyFile", cfg.PolicyFile)
 	if err := mgr.Start(ctx); err != nil {
 		return fmt.Errorf("running manager: %w", err)
 	}
@@ -366,6 +374,36 @@ func loadPolicyConfigMap(ctx context.Context, restCfg *rest.Config, scheme *runt
 	}
 	store.Set(p)
 	return nil
+}
+
+// The --secret-cache modes.
+const (
+	secretCacheAll         = "all"
+	secretCachePullSecrets = "pull-secrets"
+)
+
+// secretCacheByObject is how the informer caches Secrets. Only docker config secrets matter
+// to pulls (the kubelet reads a pull secret's data only if its type is
+// kubernetes.io/dockerconfigjson or kubernetes.io/dockercfg: k8s.io/kubernetes
+// pkg/credentialprovider/secrets MakeDockerKeyring), so no other secret's data is kept in
+// either mode.
+//
+// "all" lists and watches every Secret, keeping the metadata of the others: a pull secret of
+// the wrong type is then reported from the cache. "pull-secrets" lists and watches only
+// kubernetes.io/dockerconfigjson, through a field selector on type, which the API server
+// supports for Secrets (k8s.io/kubernetes pkg/registry/core/secret/strategy.go
+// SelectableFields). A field selector cannot say "either type", so the legacy
+// kubernetes.io/dockercfg secrets, and secrets of a wrong type named in imagePullSecrets, are
+// missing from the cache and read from the API server when an admission names them
+// (pullsecrets.WithAPIReader): one get per such secret per admission. pullgate's RBAC still
+// needs list and watch on every Secret (a field selector narrows what the API server sends,
+// not what it authorises).
+func secretCacheByObject(mode string) cache.ByObject {
+	b := cache.ByObject{Transform: dropNonPullSecretData, UnsafeDisableDeepCopy: new(true)}
+	if mode == secretCachePullSecrets {
+		b.Field = fields.OneTermEqualSelector("type", string(corev1.SecretTypeDockerConfigJson))
+	}
+	return b
 }
 
 // dropNonPullSecretData empties the data of secrets the kubelet would not read as pull

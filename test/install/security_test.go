@@ -33,7 +33,7 @@ func securityMatrix(caPEM []byte) []matrixEntry {
 	return []matrixEntry{
 		{
 			name:        "client auth, cert-manager",
-			install:     install{release: "pullgate", namespace: "pullgate", set: []string{"clientAuth.enabled=true", "clientAuth.allowedNames={kube-apiserver}"}},
+			install:     install{release: "pullgate", namespace: "pullgate", set: []string{"clientAuth.enabled=true", "clientAuth.allowedNames={kube-apiserver}", "secretCache=pull-secrets"}},
 			certManager: true,
 			clientAuth:  clientAuthCertManager,
 		},
