@@ -278,7 +278,7 @@ func run(ctx context.Context, cfg config) error {
 	}
 	mgr.GetWebhookServer().Register(pgwebhook.ValidatePath, &admission.Webhook{Handler: validator, LogConstructor: pgwebhook.RequestLogger})
 	mutator := &pgwebhook.Mutator{
-		Mutations: &mutate.Mutator{Registry: registries, Reader: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Nodes: clusterNodes.Get},
+		Mutations: &mutate.Mutator{Registry: registries, Reader: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Nodes: clusterNodes.Get, Discreet: validator.Discreet},
 		Policy:    store,
 		Reader:    mgr.GetClient(),
 	}

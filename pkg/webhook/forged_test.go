@@ -116,3 +116,25 @@ func TestForgedReviewsLearnLess(t *testing.T) {
 		}
 	})
 }
+
+// TestForgedMutationReviewsLearnLess: the mutating webhook's warnings for a mirror that
+// cannot be asked name the kind of failure only for an authenticated caller.
+func TestForgedMutationReviewsLearnLess(t *testing.T) {
+	for _, discreet := range []bool{false, true} {
+		w := newMutWorld(t)
+		w.mirror.Close()
+		pol := w.policy()
+		pol.Mutations.PinDigests = false
+		h := w.handler(pol, nil)
+		h.Mutations.Discreet = discreet
+		raw := mutPodRaw(t, testNS, containers(w.origin.Ref("app", ":v1")))
+		resp := h.Handle(t.Context(), mutRequest(t, admissionv1.Create, mutPodGVK, testNS, raw))
+		if !resp.Allowed || len(resp.Patches) != 0 || len(resp.Warnings) != 1 {
+			t.Fatalf("discreet=%v: allowed=%v patches=%d warnings=%q, want one warning and no patch", discreet, resp.Allowed, len(resp.Patches), resp.Warnings)
+		}
+		named := strings.Contains(resp.Warnings[0], "unreachable")
+		if named == discreet {
+			t.Errorf("discreet=%v: warning %q names the failure: %v", discreet, resp.Warnings[0], named)
+		}
+	}
+}
