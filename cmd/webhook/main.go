@@ -96,10 +96,11 @@ func (c *config) Validate() error {
 	if c.ShutdownDelay < 0 {
 		errs = append(errs, fmt.Errorf("--shutdown-delay %s is negative", c.ShutdownDelay))
 	}
-	if c.UnauthenticatedDetails != "limited" && c.UnauthenticatedDetails != "full" {
+	// The zero values are the defaults: limited, all.
+	if c.UnauthenticatedDetails != "" && c.UnauthenticatedDetails != "limited" && c.UnauthenticatedDetails != "full" {
 		errs = append(errs, fmt.Errorf("--unauthenticated-details %q is neither limited nor full", c.UnauthenticatedDetails))
 	}
-	if c.SecretCache != secretCacheAll && c.SecretCache != secretCachePullSecrets {
+	if c.SecretCache != "" && c.SecretCache != secretCacheAll && c.SecretCache != secretCachePullSecrets {
 		errs = append(errs, fmt.Errorf("--secret-cache %q is neither %s nor %s", c.SecretCache, secretCacheAll, secretCachePullSecrets))
 	}
 	if len(c.ClientAllowedNames) > 0 && c.ClientCAFile == "" {
@@ -274,7 +275,7 @@ func run(ctx context.Context, cfg config) error {
 		// The zero key when the policy comes from a file: no ConfigMap is guarded.
 		PolicyConfigMap: policyKey,
 		// Only the API server gets through client authentication; without it, anyone may ask.
-		Discreet: cfg.ClientCAFile == "" && cfg.UnauthenticatedDetails == "limited",
+		Discreet: cfg.ClientCAFile == "" && cfg.UnauthenticatedDetails != "full",
 	}
 	mgr.GetWebhookServer().Register(pgwebhook.ValidatePath, &admission.Webhook{Handler: validator, LogConstructor: pgwebhook.RequestLogger})
 	mutator := &pgwebhook.Mutator{

@@ -16,18 +16,18 @@ func TestConfigValidate(t *testing.T) {
 		cfg     config
 		wantErr string
 	}{
-		{"defaults", config{Port: 9443, UnauthenticatedDetails: "limited", SecretCache: "all"}, ""},
-		{"configmap", config{Port: 9443, UnauthenticatedDetails: "limited", SecretCache: "all", PolicyConfigMap: "pullgate/pullgate-policy"}, ""},
-		{"port out of range", config{Port: 70000, UnauthenticatedDetails: "limited", SecretCache: "all"}, "--port 70000"},
-		{"both policy sources", config{Port: 9443, UnauthenticatedDetails: "limited", SecretCache: "all", PolicyConfigMap: "a/b", PolicyFile: "p.yaml"}, "mutually exclusive"},
-		{"allowed names without a client CA", config{Port: 9443, UnauthenticatedDetails: "limited", SecretCache: "all", ClientAllowedNames: []string{"kube-apiserver"}}, "needs --client-ca-file"},
-		{"client CA and names", config{Port: 9443, UnauthenticatedDetails: "limited", SecretCache: "all", ClientCAFile: "/ca.crt", ClientAllowedNames: []string{"kube-apiserver"}}, ""},
-		{"unknown details mode", config{Port: 9443, UnauthenticatedDetails: "some", SecretCache: "all"}, "neither limited nor full"},
-		{"unknown secret cache mode", config{Port: 9443, UnauthenticatedDetails: "limited", SecretCache: "some"}, "--secret-cache"},
-		{"pull-secrets cache", config{Port: 9443, UnauthenticatedDetails: "limited", SecretCache: "pull-secrets"}, ""},
-		{"configmap without namespace", config{Port: 9443, UnauthenticatedDetails: "limited", SecretCache: "all", PolicyConfigMap: "pullgate-policy"}, "not NAMESPACE/NAME"},
-		{"configmap with extra slash", config{Port: 9443, UnauthenticatedDetails: "limited", SecretCache: "all", PolicyConfigMap: "a/b/c"}, "not NAMESPACE/NAME"},
-		{"negative shutdown delay", config{Port: 9443, UnauthenticatedDetails: "limited", SecretCache: "all", ShutdownDelay: -time.Second}, "--shutdown-delay"},
+		{"defaults", config{Port: 9443}, ""},
+		{"configmap", config{Port: 9443, PolicyConfigMap: "pullgate/pullgate-policy"}, ""},
+		{"port out of range", config{Port: 70000}, "--port 70000"},
+		{"both policy sources", config{Port: 9443, PolicyConfigMap: "a/b", PolicyFile: "p.yaml"}, "mutually exclusive"},
+		{"allowed names without a client CA", config{Port: 9443, ClientAllowedNames: []string{"kube-apiserver"}}, "needs --client-ca-file"},
+		{"client CA and names", config{Port: 9443, ClientCAFile: "/ca.crt", ClientAllowedNames: []string{"kube-apiserver"}}, ""},
+		{"unknown details mode", config{Port: 9443, UnauthenticatedDetails: "some"}, "neither limited nor full"},
+		{"unknown secret cache mode", config{Port: 9443, SecretCache: "some"}, "--secret-cache"},
+		{"pull-secrets cache", config{Port: 9443, SecretCache: "pull-secrets"}, ""},
+		{"configmap without namespace", config{Port: 9443, PolicyConfigMap: "pullgate-policy"}, "not NAMESPACE/NAME"},
+		{"configmap with extra slash", config{Port: 9443, PolicyConfigMap: "a/b/c"}, "not NAMESPACE/NAME"},
+		{"negative shutdown delay", config{Port: 9443, ShutdownDelay: -time.Second}, "--shutdown-delay"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.desc, func(t *testing.T) {
