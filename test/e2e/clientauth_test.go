@@ -128,7 +128,7 @@ func TestClientAuth(t *testing.T) {
 // refusedCallers scrapes pullgate_webhook_refused_callers_total by reason.
 func refusedCallers(t *testing.T) map[string]float64 {
 	t.Helper()
-	text, err := env.Metrics()
+	text, err := env.WebhookMetrics(t.Context())
 	if err != nil {
 		t.Fatal(err)
 	}

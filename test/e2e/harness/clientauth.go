@@ -5,7 +5,6 @@ import (
 	"crypto/x509"
 	"encoding/base64"
 	"fmt"
-	"io"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -128,21 +127,4 @@ func (e *Env) WebhookClient(certs ...tls.Certificate) (*http.Client, error) {
 		return nil, fmt.Errorf("no serving CA from envtest")
 	}
 	return &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: roots, Certificates: certs}}}, nil
-}
-
-// Metrics returns what pullgate's metrics endpoint serves now.
-func (e *Env) Metrics() (string, error) {
-	resp, err := http.Get("http://" + e.metricsAddr + "/metrics")
-	if err != nil {
-		return "", err
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		return "", err
-	}
-	if resp.StatusCode != http.StatusOK {
-		return "", fmt.Errorf("metrics: %s", resp.Status)
-	}
-	return string(b), nil
 }

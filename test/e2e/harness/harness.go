@@ -72,9 +72,13 @@ type Env struct {
 	port                           int
 	probeAddr                      string
 	logs                           *os.File
-	// clientAuth is set when Options.ClientAuth is on; metricsAddr is pullgate's metrics endpoint.
-	clientAuth  *clientAuth
+
+	// webhookArgs are the arguments RestartWebhook adds to pullgate's; metricsAddr is
+	// where the running pullgate serves /metrics.
+	webhookArgs []string
 	metricsAddr string
+	// clientAuth is set when Options.ClientAuth is on.
+	clientAuth *clientAuth
 }
 
 // Options tune Start.
@@ -440,7 +444,6 @@ func (e *Env) StartWebhook(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	e.metricsAddr = fmt.Sprintf("127.0.0.1:%d", metricsPort)
 	cmd := exec.Command(e.binary,
 		"--kubeconfig", e.Kubeconfig,
 		"--cert-dir", e.certDir,
@@ -451,6 +454,8 @@ func (e *Env) StartWebhook(ctx context.Context) error {
 		// A process beside the cluster, in no Service's endpoints: nothing to drain.
 		"--shutdown-delay=0s",
 	)
+	cmd.Args = append(cmd.Args, e.webhookArgs...)
+	e.metricsAddr = fmt.Sprintf("127.0.0.1:%d", metricsPort)
 	cmd.Args = append(cmd.Args, e.clientAuthFlags()...)
 	cmd.Stdout, cmd.Stderr = e.logs, e.logs
 	cmd.SysProcAttr = dieWithParent()
