@@ -9,9 +9,11 @@ import (
 	"flag"
 	"fmt"
 	"maps"
+	"net"
 	"net/http"
 	"os"
 	"os/signal"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"syscall"
@@ -19,6 +21,7 @@ import (
 
 	reportsv1alpha1 "github.com/openreports/reports-api/apis/openreports.io/v1alpha1"
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
@@ -32,6 +35,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/webhook"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
+	"github.com/pullgate/pullgate/pkg/clientauth"
 	"github.com/pullgate/pullgate/pkg/mutate"
 	"github.com/pullgate/pullgate/pkg/nodes"
 	"github.com/pullgate/pullgate/pkg/policy"
@@ -75,6 +79,21 @@ type config struct {
 	AuditReports bool
 	// LeaderElectionNamespace holds the re-check's Lease; empty means the pod's namespace.
 	LeaderElectionNamespace string
+	// ClientCAFile, when set, is a PEM bundle of the CAs whose client certificates may call
+	// the webhook server (the API server's); callers without one are refused during the TLS
+	// handshake. Re-read every ClientCAReload.
+	ClientCAFile string
+	// ClientAllowedNames, when not empty, are the names (common name, DNS or URI SAN) a client
+	// certificate must carry one of; empty accepts any certificate from the CA.
+	ClientAllowedNames []string
+	// UnauthenticatedDetails is what denials tell a caller that is not verified to be the API
+	// server (no ClientCAFile): "limited" (no tags suggested from a listing made with a pull
+	// secret, no cause of a registry failure) or "full" (as an authenticated caller).
+	UnauthenticatedDetails string
+	// SecretCache is which Secrets the informer holds: "all" (every Secret of the cluster,
+	// the data of the docker config types only) or "pull-secrets" (kubernetes.io/dockerconfigjson
+	// only; see secretCacheByObject).
+	SecretCache string
 
 	// draining reports whether SIGTERM came: the readiness check fails from then on.
 	draining func() bool
@@ -94,6 +113,16 @@ func (c *config) Validate() error {
 	}
 	if c.AuditInterval > 0 && c.AuditRegistryBudget < 1 {
 		errs = append(errs, fmt.Errorf("--audit-registry-budget %d: at least one request per registry", c.AuditRegistryBudget))
+	}
+	// The zero values are the defaults: limited, all.
+	if c.UnauthenticatedDetails != "" && c.UnauthenticatedDetails != "limited" && c.UnauthenticatedDetails != "full" {
+		errs = append(errs, fmt.Errorf("--unauthenticated-details %q is neither limited nor full", c.UnauthenticatedDetails))
+	}
+	if c.SecretCache != "" && c.SecretCache != secretCacheAll && c.SecretCache != secretCachePullSecrets {
+		errs = append(errs, fmt.Errorf("--secret-cache %q is neither %s nor %s", c.SecretCache, secretCacheAll, secretCachePullSecrets))
+	}
+	if len(c.ClientAllowedNames) > 0 && c.ClientCAFile == "" {
+		errs = append(errs, errors.New("--client-allowed-names needs --client-ca-file"))
 	}
 	if c.PolicyConfigMap != "" && c.PolicyFile != "" {
 		errs = append(errs, errors.New("--policy-configmap and --policy-file are mutually exclusive"))
@@ -124,6 +153,17 @@ func main() {
 	flag.StringVar(&cfg.ProbeAddr, "health-probe-bind-address", ":8081", "address of the /healthz and /readyz endpoints")
 	flag.StringVar(&cfg.PprofAddr, "pprof-bind-address", "", "address of the net/http/pprof endpoints (/debug/pprof/); empty or 0 disables them")
 	flag.DurationVar(&cfg.ShutdownDelay, "shutdown-delay", 5*time.Second, "how long to go on answering admissions after SIGTERM (not ready) before stopping, while the API server learns the pod is leaving its Service")
+	flag.StringVar(&cfg.ClientCAFile, "client-ca-file", "", "PEM bundle of the CAs whose client certificates may call the webhook (the API server's, from its AdmissionConfiguration); empty accepts any caller. Re-read when it changes")
+	flag.Func("client-allowed-names", "comma-separated names (common name, DNS or URI SAN) a client certificate must carry one of; empty accepts any certificate from --client-ca-file", func(v string) error {
+		for n := range strings.SplitSeq(v, ",") {
+			if n = strings.TrimSpace(n); n != "" {
+				cfg.ClientAllowedNames = append(cfg.ClientAllowedNames, n)
+			}
+		}
+		return nil
+	})
+	flag.StringVar(&cfg.UnauthenticatedDetails, "unauthenticated-details", "limited", "without --client-ca-file, what denials tell callers (anyone who reaches the Service): limited leaves out tags listed with a pull secret and the causes of registry failures; full tells all")
+	flag.StringVar(&cfg.SecretCache, "secret-cache", secretCacheAll, "which Secrets the informer caches: all (every Secret, data kept for docker config types only) or pull-secrets (only type kubernetes.io/dockerconfigjson; others named by a pod are read from the API server)")
 	zapOpts := zap.Options{}
 	flag.DurationVar(&cfg.AuditInterval, "audit-interval", 0, "time between two background re-checks of every running workload (report, events, gauges); 0 turns the re-check off")
 	flag.IntVar(&cfg.AuditRegistryBudget, "audit-registry-budget", recheck.DefaultBudgetPerRegistry, "registry requests one re-check interval may make to one registry host")
@@ -171,8 +211,7 @@ func run(ctx context.Context, cfg config) error {
 		// on every read (that was a third of what a warm admission allocated); code that needs
 		// to change such an object must copy it first.
 		ByObject: map[client.Object]cache.ByObject{
-			// Only docker config secrets matter to pulls: keep no other secret's data in memory.
-			&corev1.Secret{}:         {Transform: dropNonPullSecretData, UnsafeDisableDeepCopy: new(true)},
+			&corev1.Secret{}:         secretCacheByObject(cfg.SecretCache),
 			&corev1.ServiceAccount{}: {UnsafeDisableDeepCopy: new(true)},
 			&corev1.Namespace{}:      {UnsafeDisableDeepCopy: new(true)},
 			// Only what the node tracker reads of each Node (issue 17: Node status was half
@@ -186,6 +225,18 @@ func run(ctx context.Context, cfg config) error {
 		maps.Copy(cacheOpts.ByObject, policy.CacheByObject(policyKey))
 	}
 
+	webhookOpts := webhook.Options{Port: cfg.Port, CertDir: cfg.CertDir}
+	var callers *clientauth.Authenticator
+	if cfg.ClientCAFile != "" {
+		a, err := clientauth.New(cfg.ClientCAFile, cfg.ClientAllowedNames)
+		if err != nil {
+			return fmt.Errorf("loading client authentication: %w", err)
+		}
+		callers = a
+		webhookOpts.TLSOpts = append(webhookOpts.TLSOpts, callers.Configure)
+		go callers.Start(ctx, clientCAReloadInterval)
+	}
+
 	restCfg, err := ctrl.GetConfig()
 	if err != nil {
 		return fmt.Errorf("loading kubeconfig: %w", err)
@@ -196,7 +247,7 @@ func run(ctx context.Context, cfg config) error {
 		Metrics:                metricsserver.Options{BindAddress: cfg.MetricsAddr},
 		HealthProbeBindAddress: cfg.ProbeAddr,
 		PprofBindAddress:       cfg.PprofAddr,
-		WebhookServer:          webhook.NewServer(webhook.Options{Port: cfg.Port, CertDir: cfg.CertDir}),
+		WebhookServer:          webhook.NewServer(webhookOpts),
 		// Only the background re-check needs a leader; every replica answers admissions.
 		LeaderElection:          cfg.AuditInterval > 0,
 		LeaderElectionID:        "pullgate-recheck",
@@ -258,10 +309,12 @@ func run(ctx context.Context, cfg config) error {
 		APIReader: mgr.GetAPIReader(),
 		// The zero key when the policy comes from a file: no ConfigMap is guarded.
 		PolicyConfigMap: policyKey,
+		// Only the API server gets through client authentication; without it, anyone may ask.
+		Discreet: cfg.ClientCAFile == "" && cfg.UnauthenticatedDetails != "full",
 	}
 	mgr.GetWebhookServer().Register(pgwebhook.ValidatePath, &admission.Webhook{Handler: validator, LogConstructor: pgwebhook.RequestLogger})
 	mutator := &pgwebhook.Mutator{
-		Mutations: &mutate.Mutator{Registry: registries, Reader: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Nodes: clusterNodes.Get},
+		Mutations: &mutate.Mutator{Registry: registries, Reader: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Nodes: clusterNodes.Get, Discreet: validator.Discreet},
 		Policy:    store,
 		Reader:    mgr.GetClient(),
 	}
@@ -277,7 +330,14 @@ func run(ctx context.Context, cfg config) error {
 	if err := mgr.AddHealthzCheck("healthz", healthz.Ping); err != nil {
 		return fmt.Errorf("adding health check: %w", err)
 	}
-	if err := mgr.AddReadyzCheck("webhook", mgr.GetWebhookServer().StartedChecker()); err != nil {
+	started := mgr.GetWebhookServer().StartedChecker()
+	if callers != nil {
+		// controller-runtime's check completes a handshake without a client certificate, which
+		// would be refused and counted: present the process's own probe certificate instead.
+		addr := net.JoinHostPort("", strconv.Itoa(cfg.Port))
+		started = func(req *http.Request) error { return callers.ProbeHandshake(req.Context(), addr) }
+	}
+	if err := mgr.AddReadyzCheck("webhook", started); err != nil {
 		return fmt.Errorf("adding webhook readiness check: %w", err)
 	}
 	if err := mgr.AddReadyzCheck("informers", func(req *http.Request) error {
@@ -307,12 +367,16 @@ func run(ctx context.Context, cfg config) error {
 		return fmt.Errorf("adding node readiness check: %w", err)
 	}
 
-	log.Info("Starting pullgate webhook", "version", version, "port", cfg.Port, "policyConfigMap", cfg.PolicyConfigMap, "policyFile", cfg.PolicyFile)
+	log.Info("Starting pullgate webhook", "version", version, "port", cfg.Port, "secretCache", cfg.SecretCache, "clientAuth", cfg.ClientCAFile != "", "clientAllowedNames", cfg.ClientAllowedNames, "policyConfigMap", cfg.PolicyConfigMap, "policyFile", cfg.PolicyFile)
 	if err := mgr.Start(ctx); err != nil {
 		return fmt.Errorf("running manager: %w", err)
 	}
 	return nil
 }
+
+// clientCAReloadInterval is how often --client-ca-file is read again: a rotated bundle in a
+// mounted Secret reaches the pod within the kubelet's sync period (about a minute) anyway.
+const clientCAReloadInterval = 10 * time.Second
 
 // setupRecheck adds the background re-check to mgr.
 func setupRecheck(ctx context.Context, mgr ctrl.Manager, restCfg *rest.Config, scheme *runtime.Scheme, cfg config, checker *validate.Checker, store *policy.Store) error {
@@ -384,6 +448,37 @@ func loadPolicyConfigMap(ctx context.Context, restCfg *rest.Config, scheme *runt
 	}
 	store.Set(p)
 	return nil
+}
+
+// The --secret-cache modes.
+const (
+	secretCacheAll         = "all"
+	secretCachePullSecrets = "pull-secrets"
+)
+
+// secretCacheByObject is how the informer caches Secrets. Only docker config secrets matter
+// to pulls (the kubelet reads a pull secret's data only if its type is
+// kubernetes.io/dockerconfigjson or kubernetes.io/dockercfg: k8s.io/kubernetes
+// pkg/credentialprovider/secrets MakeDockerKeyring), so no other secret's data is kept in
+// either mode.
+//
+// "all" lists and watches every Secret, keeping the metadata of the others: a pull secret of
+// the wrong type is then reported from the cache. "pull-secrets" lists and watches only
+// kubernetes.io/dockerconfigjson, through a field selector on type, which the API server
+// supports for Secrets (k8s.io/kubernetes pkg/registry/core/secret/strategy.go
+// SelectableFields). A field selector cannot say "either type", so the legacy
+// kubernetes.io/dockercfg secrets, and secrets of a wrong type named in imagePullSecrets, are
+// missing from the cache and read from the API server when an admission names them
+// (pullsecrets.WithAPIReader): one get per such secret per admission; the background
+// re-check hears of no change to them and sees it at its next interval. pullgate's RBAC still
+// needs list and watch on every Secret (a field selector narrows what the API server sends,
+// not what it authorises).
+func secretCacheByObject(mode string) cache.ByObject {
+	b := cache.ByObject{Transform: dropNonPullSecretData, UnsafeDisableDeepCopy: new(true)}
+	if mode == secretCachePullSecrets {
+		b.Field = fields.OneTermEqualSelector("type", string(corev1.SecretTypeDockerConfigJson))
+	}
+	return b
 }
 
 // dropNonPullSecretData empties the data of secrets the kubelet would not read as pull

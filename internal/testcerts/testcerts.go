@@ -7,12 +7,14 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
 	"fmt"
 	"math/big"
 	"net"
+	"net/url"
 	"os"
 	"path/filepath"
 	"time"
@@ -122,4 +124,60 @@ func (ca *CA) WriteKeyPair(dir, certFile, keyFile string) error {
 		return err
 	}
 	return os.WriteFile(filepath.Join(dir, keyFile), pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER}), 0o600)
+}
+
+// ClientCert is a client certificate the CA signed, with its key, ready for a tls.Config.
+type ClientCert struct {
+	TLS tls.Certificate
+	// CertPEM and KeyPEM are the same certificate and key, PEM-encoded (a kubeconfig's
+	// client-certificate-data and client-key-data).
+	CertPEM, KeyPEM []byte
+}
+
+// IssueClient makes a client certificate (extended key usage client auth) with common name
+// cn and the DNS and URI subject alternative names given.
+func (ca *CA) IssueClient(cn string, dnsNames []string, uris []*url.URL) (*ClientCert, error) {
+	return ca.issueClient(cn, dnsNames, uris, []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}, ca.Cert.NotBefore, ca.Cert.NotAfter)
+}
+
+// IssueClientWith makes a client certificate as IssueClient does, with the extended key
+// usages and validity given (to make an expired or a server-only certificate).
+func (ca *CA) IssueClientWith(cn string, usages []x509.ExtKeyUsage, notBefore, notAfter time.Time) (*ClientCert, error) {
+	return ca.issueClient(cn, nil, nil, usages, notBefore, notAfter)
+}
+
+func (ca *CA) issueClient(cn string, dnsNames []string, uris []*url.URL, usages []x509.ExtKeyUsage, notBefore, notAfter time.Time) (*ClientCert, error) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return nil, err
+	}
+	serial, err := rand.Int(rand.Reader, big.NewInt(1<<62))
+	if err != nil {
+		return nil, err
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: serial,
+		Subject:      pkix.Name{CommonName: cn},
+		NotBefore:    notBefore,
+		NotAfter:     notAfter,
+		KeyUsage:     x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:  usages,
+		DNSNames:     dnsNames,
+		URIs:         uris,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.Cert, &key.PublicKey, ca.key)
+	if err != nil {
+		return nil, fmt.Errorf("creating the client certificate: %w", err)
+	}
+	keyDER, err := x509.MarshalECPrivateKey(key)
+	if err != nil {
+		return nil, err
+	}
+	certPEM := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
+	keyPEM := pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER})
+	pair, err := tls.X509KeyPair(certPEM, keyPEM)
+	if err != nil {
+		return nil, err
+	}
+	return &ClientCert{TLS: pair, CertPEM: certPEM, KeyPEM: keyPEM}, nil
 }

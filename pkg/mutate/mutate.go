@@ -45,6 +45,10 @@ type Mutator struct {
 	Nodes func() *validate.Nodes
 	// Parallelism bounds how many distinct images of one pod are looked up at once. Zero means 8.
 	Parallelism int
+	// Discreet words the warnings for a caller that may not be the API server, as
+	// validate.Pod.Discreet does the findings: a look-up that failed without a verdict is
+	// "lookup failed", never timeout versus unreachable versus an HTTP error.
+	Discreet bool
 }
 
 // Kind names a mutation.
@@ -366,7 +370,7 @@ func (r *run) mirrorImage(ctx context.Context, ref name.Reference) outcome {
 		}
 		desc, auth, err := r.resolve(ctx, target)
 		if err != nil {
-			reasons = append(reasons, mirror+": "+describe(err))
+			reasons = append(reasons, mirror+": "+r.describe(err))
 			continue
 		}
 		switch {
@@ -545,7 +549,7 @@ func (r *run) platformGap(ctx context.Context, orig, target name.Reference, desc
 	}
 	plats, err := r.m.Registry.Platforms(ctx, target.Context().Digest(desc.Digest.String()), auth)
 	if err != nil {
-		return "reading its platforms: " + describe(err)
+		return "reading its platforms: " + r.describe(err)
 	}
 	have := validate.ImagePlatforms(plats)
 	if len(have) == 0 {
@@ -579,8 +583,8 @@ func joinPlatforms(ps []validate.Platform) string {
 
 // describe is the part of a lookup error worth a warning: its kind, never URLs or
 // credentials.
-func describe(err error) string {
-	if k := lookup.KindOf(err); k != 0 {
+func (r *run) describe(err error) string {
+	if k := lookup.KindOf(err); k != 0 && (!r.m.Discreet || k.IsVerdict()) {
 		return k.String()
 	}
 	return "lookup failed"
@@ -683,7 +687,7 @@ func (r *run) pinImage(ctx context.Context, ref name.Reference) outcome {
 		if lookup.KindOf(err).IsVerdict() {
 			return outcome{}
 		}
-		return outcome{warning: "not pinned to a digest: " + describe(err)}
+		return outcome{warning: "not pinned to a digest: " + r.describe(err)}
 	}
 	s, err := withDigest(tag, desc.Digest.String())
 	if err != nil {

@@ -49,6 +49,14 @@ type Pod struct {
 	// DaemonSet says Spec is a DaemonSet's pod template: its pods get the DaemonSet
 	// controller's tolerations, so they may land on nodes other pods may not.
 	DaemonSet bool
+	// Discreet says the caller may not be the API server (pullgate verifies no client
+	// certificate): findings then leave out what only pullgate's credentials and network
+	// position reveal, so that a forged AdmissionReview learns no more than the verdict. The
+	// tags suggested for a missing tag are left out when the listing used a pull secret (an
+	// anonymous listing is anyone's to make), and the cause of a registry failure (refused,
+	// timeout, DNS, an HTTP status) is left out of every message, so a stranger cannot tell
+	// what listens at an internal address.
+	Discreet bool
 }
 
 // Checker runs the checks. Its zero value is not usable: Registry is required.
@@ -507,7 +515,7 @@ func (r *run) lookupFindings(ctx context.Context, ref name.Reference, image stri
 		add(RegistryRateLimited, Deny, fmt.Sprintf("registry %s is rate limiting pulls (HTTP 429)", host),
 			"use a registry mirror or authenticated pulls (a pull secret raises the limit)")
 	case lookup.KindTimeout, lookup.KindUnreachable:
-		add(RegistryUnreachable, Deny, fmt.Sprintf("registry %s could not be reached: %s", host, cause(err)),
+		add(RegistryUnreachable, Deny, fmt.Sprintf("registry %s could not be reached%s", host, r.because(err)),
 			"check the registry host name, DNS and firewall rules from the cluster's nodes")
 	case lookup.KindBudgetSpent:
 		add(RegistryError, Deny, fmt.Sprintf("registry %s was not asked: the re-check's request budget for it is spent", host),
@@ -516,7 +524,7 @@ func (r *run) lookupFindings(ctx context.Context, ref name.Reference, image stri
 		add(RegistryError, Deny, fmt.Sprintf("registry %s resolves to an address pullgate's policy does not let it dial", host),
 			"ask the operator to allow it (registries.allowPrivateNetworks / allowLoopback) or use a public registry")
 	default:
-		add(RegistryError, Deny, fmt.Sprintf("registry %s failed: %s", host, cause(err)),
+		add(RegistryError, Deny, fmt.Sprintf("registry %s failed%s", host, r.because(err)),
 			"retry later; if it persists, check the registry's health")
 	}
 	return out
@@ -603,6 +611,9 @@ func (r *run) manifestUnknownFindings(ctx context.Context, ref name.Reference, i
 			"pin a digest that exists (resolve a current tag) or push the image again")
 	case name.Tag:
 		fix := "use an existing tag or push this one"
+		if r.pod.Discreet && !anonymous(auth) {
+			tags = nil
+		}
 		if kind, some := suggestTags(ref.TagStr(), tags, 3); len(some) > 0 {
 			if kind != suggestClosest && len(tags) >= tagListLimit {
 				// Only the first tagListLimit tags were read: the newest may be past them.
@@ -613,6 +624,20 @@ func (r *run) manifestUnknownFindings(ctx context.Context, ref name.Reference, i
 		add(TagNotFound, fmt.Sprintf("tag %q does not exist in %s", ref.TagStr(), repoName), fix)
 	}
 	return out
+}
+
+// because is ": " and the cause of a failed look-up, or nothing when the pod's findings
+// are discreet.
+func (r *run) because(err error) string {
+	if r.pod.Discreet {
+		return ""
+	}
+	return ": " + cause(err)
+}
+
+// anonymous says whether a look-up was made without credentials.
+func anonymous(auth authn.Authenticator) bool {
+	return auth == nil || auth == authn.Anonymous
 }
 
 // problemKey is what cite records for a problem: its secret, or its ServiceAccount.

@@ -37,6 +37,11 @@ type Validator struct {
 	// PolicyConfigMap, when set, is the ConfigMap holding the policy: writes of it that do
 	// not parse are denied.
 	PolicyConfigMap types.NamespacedName
+	// Discreet leaves out of denials and warnings what only pullgate's credentials and
+	// network position reveal (validate.Pod.Discreet): set it when the webhook server does not
+	// verify that its caller is the API server, since anyone who reaches the Service can then
+	// post a forged AdmissionReview naming any namespace's pull secrets.
+	Discreet bool
 }
 
 var _ admission.Handler = (*Validator)(nil)
@@ -112,6 +117,7 @@ func (v *Validator) handle(ctx context.Context, req admission.Request) admission
 		Template: kind != "Pod",
 		// Its pods get the DaemonSet controller's tolerations.
 		DaemonSet: req.Kind.Group == "apps" && kind == "DaemonSet",
+		Discreet:  v.Discreet,
 	})
 	for _, f := range findings {
 		findingsTotal.WithLabelValues(string(f.Reason), string(f.Severity)).Inc()

@@ -30,7 +30,7 @@ func TestMain(m *testing.M) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	start := time.Now()
 	var err error
-	env, err = harness.Start(ctx, harness.Options{Policy: harness.DefaultPolicy})
+	env, err = harness.Start(ctx, harness.Options{Policy: harness.DefaultPolicy, ClientAuth: true})
 	cancel()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "starting the e2e environment:", err)

@@ -43,13 +43,17 @@ type matrixEntry struct {
 	certManager, mutations, serviceMonitor bool
 	// recheck says the background re-check is on (recheck.interval), with its Report CRD.
 	recheck bool
+	// clientAuth is how the webhook verifies the API server (security_test.go): "" not at
+	// all, clientAuthCertManager or clientAuthSecret; networkPolicy says one is rendered.
+	clientAuth    string
+	networkPolicy bool
 	// caBundle is the PEM the webhook configurations must carry without cert-manager.
 	caBundle []byte
 }
 
 func matrix(t *testing.T) []matrixEntry {
 	caPEM := testCA(t)
-	return []matrixEntry{
+	return append([]matrixEntry{
 		{
 			name:        "defaults",
 			install:     install{release: "pullgate", namespace: "pullgate"},
@@ -93,7 +97,7 @@ func matrix(t *testing.T) []matrixEntry {
 			}},
 			certManager: true, mutations: true, serviceMonitor: true, recheck: true,
 		},
-	}
+	}, securityMatrix(caPEM)...)
 }
 
 // testCA returns the PEM of a throwaway self-signed CA certificate.
@@ -131,6 +135,7 @@ func TestChartRender(t *testing.T) {
 			t.Run("pod", func(t *testing.T) { checkPod(t, m, o, r) })
 			t.Run("policy", func(t *testing.T) { checkPolicyConfigMap(t, m, r) })
 			t.Run("metrics", func(t *testing.T) { checkMetrics(t, m, o, r) })
+			t.Run("security", func(t *testing.T) { checkSecurity(t, m, o, r) })
 		})
 	}
 }

@@ -27,6 +27,21 @@ func TestChartRefusesBadValues(t *testing.T) {
 		want string
 	}{
 		{
+			desc: "client auth without cert-manager and without a CA secret",
+			set:  []string{"clientAuth.enabled=true", "certManager.enabled=false", "tls.secretName=x", "webhook.caBundle=eA=="},
+			want: "needs clientAuth.caSecretName",
+		},
+		{
+			desc: "NetworkPolicy without control plane CIDRs",
+			set:  []string{"networkPolicy.enabled=true"},
+			want: "needs networkPolicy.controlPlaneCIDRs",
+		},
+		{
+			desc: "unknown unauthenticated details",
+			set:  []string{"clientAuth.unauthenticatedDetails=everything"},
+			want: "unauthenticatedDetails",
+		},
+		{
 			desc: "timeoutSeconds equal to lookupTimeout",
 			set:  []string{"webhook.timeoutSeconds=5"},
 			want: "webhook.timeoutSeconds (5) must be greater than policy.lookupTimeout (5s)",

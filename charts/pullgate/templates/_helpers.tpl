@@ -170,3 +170,34 @@ clientConfig:
   caBundle: {{ .root.Values.webhook.caBundle }}
   {{- end }}
 {{- end }}
+
+{{/* The Secret holding ca.crt, the CA bundle of the API server's client certificates
+(--client-ca-file): the chart's own, issued by cert-manager, or clientAuth.caSecretName. */}}
+{{- define "pullgate.clientCASecretName" -}}
+{{- default (printf "%s-client-ca" (include "pullgate.fullname" .)) .Values.clientAuth.caSecretName }}
+{{- end }}
+
+{{/* Where the client CA bundle is mounted. */}}
+{{- define "pullgate.clientCADir" -}}
+/var/run/pullgate/client-ca
+{{- end }}
+
+{{/* The Secret (tls.crt, tls.key, ca.crt) of the client certificate cert-manager issues for
+the API server to present. */}}
+{{- define "pullgate.apiserverClientSecretName" -}}
+{{- printf "%s-apiserver-client" (include "pullgate.fullname" .) | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/* pullgate.validateSecurityValues fails the render on client authentication and network
+policy values that cannot work. It prints nothing. */}}
+{{- define "pullgate.validateSecurityValues" -}}
+{{- if and .Values.clientAuth.enabled (not .Values.clientAuth.caSecretName) (not .Values.certManager.enabled) }}
+{{- fail "clientAuth.enabled=true without cert-manager needs clientAuth.caSecretName: a Secret (key ca.crt) with the CA of the API server's client certificate; see the chart README, \"Client authentication\"" }}
+{{- end }}
+{{- if and .Values.networkPolicy.enabled (not .Values.networkPolicy.controlPlaneCIDRs) }}
+{{- fail "networkPolicy.enabled=true needs networkPolicy.controlPlaneCIDRs: the addresses the API server calls the webhook from; without them the API server could not reach pullgate" }}
+{{- end }}
+{{- if not (has .Values.clientAuth.unauthenticatedDetails (list "limited" "full")) }}
+{{- fail (printf "clientAuth.unauthenticatedDetails %q is neither limited nor full" .Values.clientAuth.unauthenticatedDetails) }}
+{{- end }}
+{{- end }}

@@ -77,6 +77,8 @@ type Env struct {
 	// where the running pullgate serves /metrics.
 	webhookArgs []string
 	metricsAddr string
+	// clientAuth is set when Options.ClientAuth is on.
+	clientAuth *clientAuth
 }
 
 // Options tune Start.
@@ -89,6 +91,10 @@ type Options struct {
 	// InstallOnly leaves pullgate out: no pullgate process, no webhook configurations. The
 	// install tests put it in the cluster with helm or kubectl.
 	InstallOnly bool
+	// ClientAuth starts the API server presenting a client certificate to pullgate (an
+	// AdmissionConfiguration, as README's "Only the API server may call pullgate" shows) and
+	// pullgate verifying it (--client-ca-file, --client-allowed-names). Not with InstallOnly.
+	ClientAuth bool
 }
 
 // RepoRoot finds the module root from this file's location.
@@ -205,6 +211,11 @@ func Start(ctx context.Context, opts Options) (_ *Env, err error) {
 	}
 	if err := configureAPIServer(e.env, dir, e.addrs.serviceCIDR); err != nil {
 		return nil, err
+	}
+	if opts.ClientAuth && !opts.InstallOnly {
+		if err := e.setupClientAuth(dir); err != nil {
+			return nil, fmt.Errorf("setting up client authentication: %w", err)
+		}
 	}
 	if err := e.addrs.writeAPIServerCert(e.env); err != nil {
 		return nil, err
@@ -445,6 +456,7 @@ func (e *Env) StartWebhook(ctx context.Context) error {
 	)
 	cmd.Args = append(cmd.Args, e.webhookArgs...)
 	e.metricsAddr = fmt.Sprintf("127.0.0.1:%d", metricsPort)
+	cmd.Args = append(cmd.Args, e.clientAuthFlags()...)
 	cmd.Stdout, cmd.Stderr = e.logs, e.logs
 	cmd.SysProcAttr = dieWithParent()
 	if err := cmd.Start(); err != nil {
