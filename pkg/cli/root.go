@@ -74,6 +74,7 @@ pull if it were rescheduled now (audit).`,
 	root.PersistentFlags().StringVar(&o.policyFile, "policy", "", "policy.yaml to check with (default: the cluster's pullgate policy ConfigMap when a cluster is read, else pullgate's defaults)")
 	root.PersistentFlags().StringVar(&o.policyConfigMap, "policy-configmap", "pullgate/pullgate-policy", "NAMESPACE/NAME of the cluster's policy ConfigMap, read when --policy is not given")
 	root.AddCommand(newExplainCommand(o), newCheckCommand(o), newAuditCommand(o), newVersionCommand(o))
+	root.SetIn(streams.In)
 	root.SetOut(streams.Out)
 	root.SetErr(streams.ErrOut)
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
