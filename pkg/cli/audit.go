@@ -143,7 +143,7 @@ func (ao *auditOptions) run(ctx context.Context) error {
 	}
 	ao.progressDone()
 	if len(rows) == 0 {
-		fmt.Fprintf(ao.streams.Out, "All %d workloads would pull their images now.\n", len(workloads))
+		fmt.Fprintf(ao.streams.Out, "%d workload%s checked: all would pull their images now.\n", len(workloads), map[bool]string{true: "s"}[len(workloads) != 1])
 		return nil
 	}
 	slices.SortStableFunc(rows, func(a, b auditRow) int {

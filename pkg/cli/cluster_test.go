@@ -283,7 +283,7 @@ func TestAudit(t *testing.T) {
 	}
 	args := []string{"audit", "--kubeconfig", s.adminKubeconfig, "-n", ns}
 	code, stdout, stderr := run(t, "", args...)
-	if code != 0 || !strings.Contains(stdout, "All 2 workloads would pull their images now.") {
+	if code != 0 || !strings.Contains(stdout, "2 workloads checked: all would pull their images now.") {
 		t.Fatalf("before the deletion: exit %d\n%s%s", code, stdout, stderr)
 	}
 	public.DeleteTag(t, "shop/web", "1.0")

@@ -420,10 +420,13 @@ func quoted(s string) string {
 	return q
 }
 
+// v2URL is the registry's API root as the node's containerd asks it: over HTTPS (it falls back
+// to HTTP only for hosts configured so in hosts.toml, which pullgate cannot see), whatever
+// go-containerregistry's own default for loopback hosts.
 func v2URL(image string) string {
 	ref, err := name.ParseReference(image)
 	if err != nil {
 		return "https://REGISTRY/v2/"
 	}
-	return ref.Context().Registry.Scheme() + "://" + ref.Context().RegistryStr() + "/v2/"
+	return "https://" + ref.Context().RegistryStr() + "/v2/"
 }
