@@ -295,7 +295,7 @@ func (e *Explainer) diagnose(r *Report, c *Container, credsKnown bool) {
 			c.Fix = append(c.Fix, fmt.Sprintf("kubectl delete pod %s -n %s   # after the fix, so that the pull is tried again at once", r.Pod, r.Namespace))
 		}
 	case c.Failing() && registryError:
-		c.Verdict = "pullgate cannot reach the registry either, so the registry's answer is unknown: the cause above is what both see."
+		c.Verdict = "the registry gives pullgate no answer either (" + registryProblem(c.Findings) + "), so whether the image exists is unknown: the cause above is what both see."
 	case c.Failing() && !credsKnown:
 		c.Verdict = "pullgate could not check with the pod's credentials (see Skipped): run this again as a user who may read the pod's pull secrets."
 	case c.Failing() && nodeSide(kubelet):
@@ -327,6 +327,21 @@ func nodeSide(msg string) bool {
 		}
 	}
 	return false
+}
+
+// registryProblem names the registry failure among findings.
+func registryProblem(fs []validate.Finding) string {
+	for _, f := range fs {
+		switch f.Reason {
+		case validate.RegistryRateLimited:
+			return "it is rate limiting"
+		case validate.RegistryUnreachable:
+			return "it cannot be reached"
+		case validate.RegistryError:
+			return "it fails"
+		}
+	}
+	return "it fails"
 }
 
 func registryFailure(r validate.Reason) bool {
