@@ -29,6 +29,23 @@ RUN --mount=type=cache,target=/go/pkg/mod \
     GOOS="${TARGETOS}" GOARCH="${TARGETARCH}" \
     go build -trimpath -ldflags "-s -w -X main.version=${VERSION}" -o /out/webhook ./cmd/webhook
 
+# kubectl-pullgate, the kubectl plugin, from the same sources with the same flags (`make
+# build-plugin`). It is not in the webhook's image; export it for any platform with
+#   docker buildx build --target plugin --platform darwin/arm64 --build-arg VERSION=v0.1.0 \
+#     --output type=local,dest=dist .
+# (`make release-plugin` builds the krew archives and manifest without Docker.)
+FROM build AS plugin-build
+ARG TARGETOS=linux
+ARG TARGETARCH
+ARG VERSION=dev
+RUN --mount=type=cache,target=/go/pkg/mod \
+    --mount=type=cache,target=/root/.cache/go-build \
+    GOOS="${TARGETOS}" GOARCH="${TARGETARCH}" \
+    go build -trimpath -ldflags "-s -w -X main.version=${VERSION}" -o /out/kubectl-pullgate ./cmd/kubectl-pullgate
+
+FROM scratch AS plugin
+COPY --from=plugin-build /out/kubectl-pullgate /kubectl-pullgate
+
 # gcr.io/distroless/static-debian12:nonroot, pinned by digest (a multi-platform index).
 # To update: crane digest gcr.io/distroless/static-debian12:nonroot
 FROM gcr.io/distroless/static-debian12:nonroot@sha256:afa5c872c891853ca7fcf1f12c3edb23f7eeef36189728842dd51042ff57f7ab

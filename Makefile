@@ -34,6 +34,30 @@ GO_BUILD_FLAGS = -trimpath -ldflags "-s -w -X main.version=$(VERSION)"
 build: ## Build the webhook binary into bin/webhook as the Dockerfile does (VERSION=...)
 	CGO_ENABLED=0 $(GO) build $(GO_BUILD_FLAGS) -o bin/webhook ./cmd/webhook
 
+.PHONY: build-plugin
+build-plugin: ## Build the kubectl plugin into bin/kubectl-pullgate, with the same flags (VERSION=...)
+	CGO_ENABLED=0 $(GO) build $(GO_BUILD_FLAGS) -o bin/kubectl-pullgate ./cmd/kubectl-pullgate
+
+# The plugin's release: one archive per krew platform, and deploy/krew/pullgate.yaml with the
+# version and the archives' sha256 filled in, as dist/pullgate.yaml.
+PLUGIN_PLATFORMS ?= linux/amd64 linux/arm64 darwin/amd64 darwin/arm64 windows/amd64
+.PHONY: release-plugin
+release-plugin: ## Build the plugin's release archives and krew manifest into dist/ (VERSION=vX.Y.Z)
+	@rm -rf dist && mkdir -p dist
+	@set -euo pipefail; manifest=$$(cat deploy/krew/pullgate.yaml); \
+	for p in $(PLUGIN_PLATFORMS); do \
+	  os=$${p%/*}; arch=$${p#*/}; exe=kubectl-pullgate; [ "$$os" = windows ] && exe=kubectl-pullgate.exe; \
+	  work=dist/$$os-$$arch; mkdir -p $$work; \
+	  CGO_ENABLED=0 GOOS=$$os GOARCH=$$arch $(GO) build $(GO_BUILD_FLAGS) -o $$work/$$exe ./cmd/kubectl-pullgate; \
+	  archive=dist/kubectl-pullgate_$(VERSION)_$${os}_$${arch}.tar.gz; \
+	  tar -C $$work -czf $$archive $$exe; rm -rf $$work; \
+	  sum=$$(sha256sum $$archive | cut -d' ' -f1); \
+	  manifest=$${manifest//\$$\{SHA256_$${os}_$${arch}\}/$$sum}; \
+	  echo "$$archive $$sum"; \
+	done; \
+	manifest=$${manifest//\$$\{VERSION\}/$(VERSION)}; printf '%s\n' "$$manifest" > dist/pullgate.yaml
+	@echo "dist/pullgate.yaml written"
+
 IMAGE ?=
 .PHONY: image
 image: build ## Build the container image without Docker and push it: IMAGE=REGISTRY/REPO:TAG [INSECURE=1]

@@ -47,15 +47,18 @@ func TestDockerfile(t *testing.T) {
 		t.Errorf("builder %q: want golang:1.26 (go.mod's Go)", froms[0])
 	}
 
-	var build string
-	for _, l := range lines {
-		if strings.Contains(l, "go build") {
-			build = l
+	// The webhook's build, and the kubectl plugin's (the plugin target) with the same flags.
+	for _, cmd := range []string{"./cmd/webhook", "./cmd/kubectl-pullgate"} {
+		var build string
+		for _, l := range lines {
+			if strings.Contains(l, "go build") && strings.HasSuffix(l, cmd) {
+				build = l
+			}
 		}
-	}
-	for _, want := range []string{"-trimpath", `-ldflags "-s -w -X main.version=${VERSION}"`, "./cmd/webhook"} {
-		if !strings.Contains(build, want) {
-			t.Errorf("go build line lacks %s: %s", want, build)
+		for _, want := range []string{"-trimpath", `-ldflags "-s -w -X main.version=${VERSION}"`, cmd} {
+			if !strings.Contains(build, want) {
+				t.Errorf("go build line of %s lacks %s: %q", cmd, want, build)
+			}
 		}
 	}
 	for _, want := range []string{"ENV CGO_ENABLED=0", "ARG VERSION", "USER 65532:65532", `ENTRYPOINT ["/webhook"]`} {
