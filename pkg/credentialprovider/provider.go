@@ -498,3 +498,9 @@ func truncate(s string, n int) string {
 }
 
 func metav1UID(s string) types.UID { return types.UID(s) }
+
+// NodeCredentials is Credentials for a pod in namespace running as serviceAccount
+// (validate.CredentialProviders).
+func (p *Providers) NodeCredentials(ctx context.Context, repo name.Repository, namespace, serviceAccount string) ([]pullsecrets.Credential, error) {
+	return p.Credentials(ctx, repo, PodIdentity{Namespace: namespace, ServiceAccountName: serviceAccount})
+}
