@@ -62,6 +62,11 @@ type config struct {
 	// it stops: the API server learns that a terminating pod left its Service's endpoints a
 	// moment after the kubelet has told the pod to stop, and calls it meanwhile.
 	ShutdownDelay time.Duration
+	// CredentialProviderConfig and CredentialProviderBinDir are the kubelet's
+	// --image-credential-provider-config and --image-credential-provider-bin-dir: the
+	// nodes' credential provider plugins, run as the kubelet runs them (credentialprovider.go).
+	CredentialProviderConfig string
+	CredentialProviderBinDir string
 
 	// draining reports whether SIGTERM came: the readiness check fails from then on.
 	draining func() bool
@@ -75,6 +80,9 @@ func (c *config) Validate() error {
 	}
 	if c.ShutdownDelay < 0 {
 		errs = append(errs, fmt.Errorf("--shutdown-delay %s is negative", c.ShutdownDelay))
+	}
+	if (c.CredentialProviderConfig == "") != (c.CredentialProviderBinDir == "") {
+		errs = append(errs, errors.New("--image-credential-provider-config and --image-credential-provider-bin-dir go together"))
 	}
 	if c.PolicyConfigMap != "" && c.PolicyFile != "" {
 		errs = append(errs, errors.New("--policy-configmap and --policy-file are mutually exclusive"))
@@ -105,6 +113,8 @@ func main() {
 	flag.StringVar(&cfg.ProbeAddr, "health-probe-bind-address", ":8081", "address of the /healthz and /readyz endpoints")
 	flag.StringVar(&cfg.PprofAddr, "pprof-bind-address", "", "address of the net/http/pprof endpoints (/debug/pprof/); empty or 0 disables them")
 	flag.DurationVar(&cfg.ShutdownDelay, "shutdown-delay", 5*time.Second, "how long to go on answering admissions after SIGTERM (not ready) before stopping, while the API server learns the pod is leaving its Service")
+	flag.StringVar(&cfg.CredentialProviderConfig, "image-credential-provider-config", "", "the nodes' kubelet CredentialProviderConfig file or directory; its plugins' credentials are used after the pod's pull secrets, as the kubelet does")
+	flag.StringVar(&cfg.CredentialProviderBinDir, "image-credential-provider-bin-dir", "", "directory of the credential provider plugin executables the config names")
 	zapOpts := zap.Options{}
 	zapOpts.BindFlags(flag.CommandLine)
 	flag.Parse()
@@ -214,8 +224,12 @@ func run(ctx context.Context, cfg config) error {
 		registrycache.WithRequestTimeout(pol.LookupTimeout.Duration),
 		registrycache.WithUserAgent("pullgate/"+version),
 	)
+	nodeCredentials, err := loadCredentialProviders(cfg, restCfg, mgr.GetClient(), mgr.GetAPIReader())
+	if err != nil {
+		return err
+	}
 	validator := &pgwebhook.Validator{
-		Checker: &validate.Checker{Registry: registries, Nodes: clusterNodes.Get},
+		Checker: &validate.Checker{Registry: registries, Nodes: clusterNodes.Get, NodeCredentials: nodeCredentials},
 		Policy:  store,
 		Reader:  mgr.GetClient(),
 		// A Secret or ServiceAccount created with the workload may not be in the cache yet.
