@@ -15,6 +15,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/pullgate/pullgate/pkg/credentialprovider"
+	"github.com/pullgate/pullgate/pkg/registryhosts"
 	"github.com/pullgate/pullgate/pkg/validate"
 )
 
@@ -59,4 +60,13 @@ func (s *serviceAccounts) Get(ctx context.Context, namespace, name string) (*cor
 
 func (s *serviceAccounts) CreateToken(ctx context.Context, namespace, name string, tr *authenticationv1.TokenRequest) (*authenticationv1.TokenRequest, error) {
 	return s.tokens.CoreV1().ServiceAccounts(namespace).CreateToken(ctx, name, tr, metav1.CreateOptions{})
+}
+
+// registryHostsOf is the nodes' containerd registry configuration --node-registry-config-dir
+// names, or nil.
+func registryHostsOf(cfg config) validate.RegistryHosts {
+	if cfg.NodeRegistryConfigDir == "" {
+		return nil
+	}
+	return registryhosts.Config{Dir: cfg.NodeRegistryConfigDir}
 }

@@ -67,6 +67,9 @@ type config struct {
 	// nodes' credential provider plugins, run as the kubelet runs them (credentialprovider.go).
 	CredentialProviderConfig string
 	CredentialProviderBinDir string
+	// NodeRegistryConfigDir is the nodes' containerd config_path (hosts.toml directories),
+	// mounted into the pod: look-ups go through the mirrors it names, as containerd's do.
+	NodeRegistryConfigDir string
 
 	// draining reports whether SIGTERM came: the readiness check fails from then on.
 	draining func() bool
@@ -115,6 +118,7 @@ func main() {
 	flag.DurationVar(&cfg.ShutdownDelay, "shutdown-delay", 5*time.Second, "how long to go on answering admissions after SIGTERM (not ready) before stopping, while the API server learns the pod is leaving its Service")
 	flag.StringVar(&cfg.CredentialProviderConfig, "image-credential-provider-config", "", "the nodes' kubelet CredentialProviderConfig file or directory; its plugins' credentials are used after the pod's pull secrets, as the kubelet does")
 	flag.StringVar(&cfg.CredentialProviderBinDir, "image-credential-provider-bin-dir", "", "directory of the credential provider plugin executables the config names")
+	flag.StringVar(&cfg.NodeRegistryConfigDir, "node-registry-config-dir", "", "the nodes' containerd registry config_path (<dir>/<host>/hosts.toml, _default), read on every look-up; mirrors it names are asked first, as containerd does")
 	zapOpts := zap.Options{}
 	zapOpts.BindFlags(flag.CommandLine)
 	flag.Parse()
@@ -229,7 +233,7 @@ func run(ctx context.Context, cfg config) error {
 		return err
 	}
 	validator := &pgwebhook.Validator{
-		Checker: &validate.Checker{Registry: registries, Nodes: clusterNodes.Get, NodeCredentials: nodeCredentials},
+		Checker: &validate.Checker{Registry: registries, Nodes: clusterNodes.Get, NodeCredentials: nodeCredentials, RegistryHosts: registryHostsOf(cfg)},
 		Policy:  store,
 		Reader:  mgr.GetClient(),
 		// A Secret or ServiceAccount created with the workload may not be in the cache yet.

@@ -72,6 +72,9 @@ type Checker struct {
 	// NodeCredentials gives the credentials the nodes' kubelet credential provider plugins
 	// would give (pkg/credentialprovider); nil: the nodes have none that pullgate runs.
 	NodeCredentials CredentialProviders
+	// RegistryHosts is the nodes' containerd registry configuration (hosts.toml): a look-up
+	// tries the mirrors it names first, as containerd does. Nil: none.
+	RegistryHosts RegistryHosts
 
 	parsedOnce sync.Once
 	parsed     *lru.Cache[string, parsedRef]
@@ -363,7 +366,7 @@ func (r *run) checkImage(ctx context.Context, image string, pullPolicy corev1.Pu
 		}
 		return append(out, onNodes.soften(fs)...), true
 	}
-	desc, auth, err := r.resolve(ctx, ref)
+	desc, auth, from, err := r.resolveAny(ctx, ref)
 	if err != nil && lookup.CacheOnly(ctx) && needsRegistry(err) {
 		return nil, false
 	}
@@ -373,13 +376,23 @@ func (r *run) checkImage(ctx context.Context, image string, pullPolicy corev1.Pu
 	// An image on the nodes is no more runnable there than in the registry: the platform
 	// check stands whatever the nodes list.
 	if len(r.targets) > 0 {
-		fs, ok := r.checkPlatform(ctx, ref, image, desc, auth)
+		fs, ok := r.checkPlatform(ctx, from, image, desc, auth)
 		if !ok {
 			return nil, false
 		}
 		out = append(out, fs...)
 	}
 	return out, true
+}
+
+// resolveAny looks ref up where the node's containerd would: through the nodes' mirrors
+// when RegistryHosts is set, else at its registry. It returns the reference that answered.
+func (r *run) resolveAny(ctx context.Context, ref name.Reference) (lookup.Descriptor, authn.Authenticator, name.Reference, error) {
+	if r.checker.RegistryHosts == nil {
+		desc, auth, err := r.resolve(ctx, ref)
+		return desc, auth, ref, err
+	}
+	return r.resolveThroughMirrors(ctx, ref, func() (lookup.Descriptor, authn.Authenticator, error) { return r.resolve(ctx, ref) })
 }
 
 // resolve looks ref up with the credentials the pod's keyring holds for it, then those of
@@ -402,7 +415,7 @@ func (r *run) resolve(ctx context.Context, ref name.Reference) (lookup.Descripto
 		pluginErr = err
 	}
 	desc, auth, err := ResolveAsKubelet(ctx, r.checker.Registry, ref, creds)
-	if err != nil && pluginErr != nil && !needsRegistry(err) {
+	if err != nil && pluginErr != nil && !(lookup.CacheOnly(ctx) && needsRegistry(err)) {
 		return desc, auth, &NodeCredentialsError{Plugin: pluginErr, Lookup: err}
 	}
 	return desc, auth, err
@@ -523,6 +536,12 @@ func (r *run) lookupFindings(ctx context.Context, ref name.Reference, image stri
 	host := registryHost(repo)
 	repoName := familiarRepo(repo)
 
+	var me *MirrorsError
+	if errors.As(err, &me) {
+		add(RegistryError, Deny, fmt.Sprintf("registry %s could not be checked through the nodes' mirrors: %s", host, truncate(me.Error(), 160)),
+			"check the nodes' containerd hosts.toml for "+host+" and that pullgate can reach its mirrors")
+		return out
+	}
 	var nce *NodeCredentialsError
 	if errors.As(err, &nce) {
 		// Not a verdict: the node's plugin would have given credentials pullgate did not get.
