@@ -49,7 +49,9 @@ func TestCheckThroughMirrors(t *testing.T) {
 		}
 		return root
 	}
-	via := func(mirrorHost, extra string) string { return fmt.Sprintf("[host.\"http://%s\"]\n  capabilities = [\"pull\", \"resolve\"]\n%s", mirrorHost, extra) }
+	via := func(mirrorHost, extra string) string {
+		return fmt.Sprintf("[host.\"http://%s\"]\n  capabilities = [\"pull\", \"resolve\"]\n%s", mirrorHost, extra)
+	}
 	tests := []struct {
 		desc  string
 		image string
