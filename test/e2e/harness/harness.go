@@ -72,6 +72,10 @@ type Env struct {
 	port                           int
 	probeAddr                      string
 	logs                           *os.File
+	// credProv is the nodes' credential provider plugin and its registry (credprov.go);
+	// webhookFlags are extra pullgate flags (RestartWebhookWith).
+	credProv     *credProvider
+	webhookFlags []string
 }
 
 // Options tune Start.
@@ -243,9 +247,15 @@ func Start(ctx context.Context, opts Options) (_ *Env, err error) {
 		{"node-ctrd16", containerd},
 		{"node-ctrd2", filepath.Join(assets, "containerd2", "containerd")},
 	}
+	if e.credProv, err = startCredProvider(ctx, dir, root); err != nil {
+		return nil, err
+	}
 	for i, rt := range runtimes {
 		node, err := e.cluster.newRealNode(i+1, rt.name, rt.binary)
 		if err != nil {
+			return nil, err
+		}
+		if node.extraKubeletArgs, err = e.credProv.kubeletArgs(node); err != nil {
 			return nil, err
 		}
 		if err := e.cluster.startNode(ctx, e.env, assets, e.Public+"/pullgate-e2e/pause:1.0", node); err != nil {
@@ -438,6 +448,7 @@ func (e *Env) StartWebhook(ctx context.Context) error {
 		// A process beside the cluster, in no Service's endpoints: nothing to drain.
 		"--shutdown-delay=0s",
 	)
+	cmd.Args = append(cmd.Args, e.webhookFlags...)
 	cmd.Stdout, cmd.Stderr = e.logs, e.logs
 	cmd.SysProcAttr = dieWithParent()
 	if err := cmd.Start(); err != nil {
@@ -526,6 +537,9 @@ func (e *Env) LogFile() string { return e.logs.Name() }
 // set, the run directory too).
 func (e *Env) Stop() {
 	e.StopWebhook()
+	if e.credProv != nil {
+		e.credProv.server.Close()
+	}
 	if e.cluster != nil {
 		e.cluster.stop()
 	}
