@@ -3,6 +3,7 @@
 package e2e
 
 import (
+	"context"
 	"fmt"
 	"strings"
 	"testing"
@@ -29,16 +30,21 @@ spec:
 
 func applyStdin(t *testing.T, manifest string, extra ...string) harness.Result {
 	t.Helper()
-	r := env.Kubectl(t.Context(), manifest, append([]string{"apply", "-f", "-"}, extra...)...)
+	return applyStdinCtx(t.Context(), t, manifest, extra...)
+}
+
+func applyStdinCtx(ctx context.Context, t *testing.T, manifest string, extra ...string) harness.Result {
+	t.Helper()
+	r := env.Kubectl(ctx, manifest, append([]string{"apply", "-f", "-"}, extra...)...)
 	t.Logf("kubectl apply %s → exit %d\n%s", strings.Join(extra, " "), r.ExitCode, r.Output())
 	return r
 }
 
-func setPolicy(t *testing.T, policyYAML string) {
+func setPolicy(ctx context.Context, t *testing.T, policyYAML string) {
 	t.Helper()
 	cm := fmt.Sprintf("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: %s, namespace: %s}\ndata:\n  policy.yaml: |\n    %s\n",
 		harness.PolicyConfigMap, harness.Namespace, strings.ReplaceAll(strings.TrimSpace(policyYAML), "\n", "\n    "))
-	if r := applyStdin(t, cm); r.ExitCode != 0 {
+	if r := applyStdinCtx(ctx, t, cm); r.ExitCode != 0 {
 		t.Fatalf("setting the policy: %s", r.Output())
 	}
 }
@@ -55,8 +61,13 @@ func TestNodeCredentials(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
-		setPolicy(t, harness.DefaultPolicy)
-		if err := env.RestartWebhookWith(t.Context()); err != nil {
+		// t.Context() is done by now.
+		ctx := context.Background()
+		for _, app := range []string{"credprov-plugin", "credprov-node", "credprov-mirror"} {
+			env.Kubectl(ctx, "", "delete", "deployment", app, "-n", "shop", "--ignore-not-found", "--wait=false")
+		}
+		setPolicy(ctx, t, harness.DefaultPolicy)
+		if err := env.RestartWebhookWith(ctx); err != nil {
 			t.Errorf("restarting pullgate as it was: %v", err)
 		}
 	})
@@ -82,7 +93,7 @@ func TestNodeCredentials(t *testing.T) {
 		}
 		// Without nodeCredentials pullgate denies: it asks anonymously and is refused.
 		check(t, applyStdin(t, deployment("credprov-node", image), "--dry-run=server"), expect{1, []string{"[NoCredentials]"}, nil})
-		setPolicy(t, harness.DefaultPolicy+"nodeCredentials: [\""+env.CredProviderRegistry()+"\"]\n")
+		setPolicy(ctx, t, harness.DefaultPolicy+"nodeCredentials: [\""+env.CredProviderRegistry()+"\"]\n")
 		deadline := time.Now().Add(30 * time.Second)
 		for {
 			r := applyStdin(t, deployment("credprov-node", image))
@@ -118,8 +129,4 @@ func TestNodeCredentials(t *testing.T) {
 			t.Fatal(err)
 		}
 	})
-
-	for _, app := range []string{"credprov-plugin", "credprov-node", "credprov-mirror"} {
-		env.Kubectl(ctx, "", "delete", "deployment", app, "-n", "shop", "--ignore-not-found", "--wait=false")
-	}
 }
