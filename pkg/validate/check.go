@@ -640,8 +640,8 @@ func (r *run) noCredentialFindings(repo name.Repository, image, host, repoName s
 		// The nodes authenticate to this registry on their own (policy nodeCredentials):
 		// whatever the pod's secrets lack, the node's credentials will be used.
 		if f, ok := r.finding(NodeCredentials, Warn, image,
-			fmt.Sprintf("registry %s refused an anonymous look-up; the node's own credentials will be used; pullgate cannot check them", host),
-			"none if the nodes may pull from it (policy nodeCredentials)"); ok {
+			"anonymous look-up refused; the node's own credentials will be used; pullgate cannot check them",
+			"none if the nodes may pull it"); ok {
 			out = append(out, f)
 		}
 		return out
