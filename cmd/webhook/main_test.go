@@ -23,6 +23,9 @@ func TestConfigValidate(t *testing.T) {
 		{"configmap without namespace", config{Port: 9443, PolicyConfigMap: "pullgate-policy"}, "not NAMESPACE/NAME"},
 		{"configmap with extra slash", config{Port: 9443, PolicyConfigMap: "a/b/c"}, "not NAMESPACE/NAME"},
 		{"negative shutdown delay", config{Port: 9443, ShutdownDelay: -time.Second}, "--shutdown-delay"},
+		{"credential provider config and bin dir", config{Port: 9443, CredentialProviderConfig: "c.yaml", CredentialProviderBinDir: "/bin"}, ""},
+		{"credential provider config without bin dir", config{Port: 9443, CredentialProviderConfig: "c.yaml"}, "go together"},
+		{"credential provider bin dir without config", config{Port: 9443, CredentialProviderBinDir: "/bin"}, "go together"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.desc, func(t *testing.T) {
