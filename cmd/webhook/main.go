@@ -68,6 +68,14 @@ type config struct {
 	// it stops: the API server learns that a terminating pod left its Service's endpoints a
 	// moment after the kubelet has told the pod to stop, and calls it meanwhile.
 	ShutdownDelay time.Duration
+	// CredentialProviderConfig and CredentialProviderBinDir are the kubelet's
+	// --image-credential-provider-config and --image-credential-provider-bin-dir: the
+	// nodes' credential provider plugins, run as the kubelet runs them (credentialprovider.go).
+	CredentialProviderConfig string
+	CredentialProviderBinDir string
+	// NodeRegistryConfigDir is the nodes' containerd config_path (hosts.toml directories),
+	// mounted into the pod: look-ups go through the mirrors it names, as containerd's do.
+	NodeRegistryConfigDir string
 
 	// AuditInterval is the time between two background re-checks of every workload; zero
 	// turns the re-check off.
@@ -124,6 +132,9 @@ func (c *config) Validate() error {
 	if len(c.ClientAllowedNames) > 0 && c.ClientCAFile == "" {
 		errs = append(errs, errors.New("--client-allowed-names needs --client-ca-file"))
 	}
+	if (c.CredentialProviderConfig == "") != (c.CredentialProviderBinDir == "") {
+		errs = append(errs, errors.New("--image-credential-provider-config and --image-credential-provider-bin-dir go together"))
+	}
 	if c.PolicyConfigMap != "" && c.PolicyFile != "" {
 		errs = append(errs, errors.New("--policy-configmap and --policy-file are mutually exclusive"))
 	}
@@ -164,6 +175,9 @@ func main() {
 	})
 	flag.StringVar(&cfg.UnauthenticatedDetails, "unauthenticated-details", "limited", "without --client-ca-file, what denials tell callers (anyone who reaches the Service): limited leaves out tags listed with a pull secret and the causes of registry failures; full tells all")
 	flag.StringVar(&cfg.SecretCache, "secret-cache", secretCacheAll, "which Secrets the informer caches: all (every Secret, data kept for docker config types only) or pull-secrets (only type kubernetes.io/dockerconfigjson; others named by a pod are read from the API server)")
+	flag.StringVar(&cfg.CredentialProviderConfig, "image-credential-provider-config", "", "the nodes' kubelet CredentialProviderConfig file or directory; its plugins' credentials are used after the pod's pull secrets, as the kubelet does")
+	flag.StringVar(&cfg.CredentialProviderBinDir, "image-credential-provider-bin-dir", "", "directory of the credential provider plugin executables the config names")
+	flag.StringVar(&cfg.NodeRegistryConfigDir, "node-registry-config-dir", "", "the nodes' containerd registry config_path (<dir>/<host>/hosts.toml, _default), read on every look-up; mirrors it names are asked first, as containerd does")
 	zapOpts := zap.Options{}
 	flag.DurationVar(&cfg.AuditInterval, "audit-interval", 0, "time between two background re-checks of every running workload (report, events, gauges); 0 turns the re-check off")
 	flag.IntVar(&cfg.AuditRegistryBudget, "audit-registry-budget", recheck.DefaultBudgetPerRegistry, "registry requests one re-check interval may make to one registry host")
@@ -301,8 +315,12 @@ func run(ctx context.Context, cfg config) error {
 		registrycache.WithRequestTimeout(pol.LookupTimeout.Duration),
 		registrycache.WithUserAgent("pullgate/"+version),
 	)
+	nodeCredentials, err := loadCredentialProviders(cfg, restCfg, mgr.GetClient(), mgr.GetAPIReader())
+	if err != nil {
+		return err
+	}
 	validator := &pgwebhook.Validator{
-		Checker: &validate.Checker{Registry: registries, Nodes: clusterNodes.Get},
+		Checker: &validate.Checker{Registry: registries, Nodes: clusterNodes.Get, NodeCredentials: nodeCredentials, RegistryHosts: registryHostsOf(cfg)},
 		Policy:  store,
 		Reader:  mgr.GetClient(),
 		// A Secret or ServiceAccount created with the workload may not be in the cache yet.

@@ -31,6 +31,9 @@ func TestConfigValidate(t *testing.T) {
 		{"re-check on", config{Port: 9443, AuditInterval: time.Minute, AuditRegistryBudget: 100}, ""},
 		{"negative audit interval", config{Port: 9443, AuditInterval: -time.Minute}, "--audit-interval"},
 		{"re-check without budget", config{Port: 9443, AuditInterval: time.Minute}, "--audit-registry-budget 0"},
+		{"credential provider config and bin dir", config{Port: 9443, CredentialProviderConfig: "c.yaml", CredentialProviderBinDir: "/bin"}, ""},
+		{"credential provider config without bin dir", config{Port: 9443, CredentialProviderConfig: "c.yaml"}, "go together"},
+		{"credential provider bin dir without config", config{Port: 9443, CredentialProviderBinDir: "/bin"}, "go together"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.desc, func(t *testing.T) {

@@ -103,12 +103,31 @@ func (p *Policy) ImageExempt(normalizedRef string) bool {
 	}
 	for _, pat := range p.ExemptImages {
 		for _, c := range candidates {
-			if ok, err := path.Match(pat, c); err == nil && ok {
+			if exemptMatch(pat, c) {
 				return true
 			}
 		}
 	}
 	return false
+}
+
+// exemptMatch is path.Match, but a pattern "P/**" matches a reference with more path
+// components than P has when its leading components match P: "registry.example.com/**"
+// matches "registry.example.com/a/b/c:v1", not "registry.example.com" or
+// "registry.example.com.evil.com/a:v1".
+func exemptMatch(pat, ref string) bool {
+	prefix, ok := strings.CutSuffix(pat, "/**")
+	if !ok {
+		matched, err := path.Match(pat, ref)
+		return err == nil && matched
+	}
+	n := strings.Count(prefix, "/") + 1
+	parts := strings.SplitN(ref, "/", n+1)
+	if len(parts) <= n || parts[n] == "" {
+		return false
+	}
+	matched, err := path.Match(prefix, strings.Join(parts[:n], "/"))
+	return err == nil && matched
 }
 
 // RegistryAllowed reports whether images may come from the registry host (host[:port], as

@@ -156,8 +156,21 @@ func TestImageExempt(t *testing.T) {
 		"index.docker.io/bitnami/*:1.?",
 		"ghcr.io/org/app@sha256:*",
 		"registry.local:5000/team/[ab]*",
+		"quay.example.com/**",
+		"*.corp.example/**",
+		"ghcr.io/acme/**",
 	}
 	tests := map[string]bool{
+		"quay.example.com/a:1":                        true, // host-only pattern, any depth
+		"quay.example.com/a/b/c@sha256:0123":          true,
+		"quay.example.com.evil.com/a:1":               false,
+		"quay.example.com":                            false,
+		"r1.corp.example/x/y:2":                       true,
+		"corp.example/x:2":                            false,
+		"ghcr.io/acme/app:v1":                         true,
+		"ghcr.io/acme/team/app:v1":                    true,
+		"ghcr.io/acmecorp/app:v1":                     false,
+		"ghcr.io/acme":                                false,
 		"registry.k8s.io/pause:3.10":                  true,
 		"registry.k8s.io/sig-storage/csi-attacher:v4": false, // * does not cross /
 		"registry.k8s.io.evil.com/pause:3.10":         false,

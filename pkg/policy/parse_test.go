@@ -313,6 +313,20 @@ func TestParseInvalidFields(t *testing.T) {
 			wantFields: []string{"exemptImages[1]"},
 			wantText:   "path.Match pattern",
 		},
+		"exempt image bad host-only pattern": {
+			doc:        `exemptImages: ["quay.io/**", "[quay.io/**"]`,
+			wantFields: []string{"exemptImages[1]"},
+			wantText:   "path.Match pattern",
+		},
+		"node credentials with scheme": {
+			doc:        `nodeCredentials: ["*.dkr.ecr.*.amazonaws.com", "*-docker.pkg.dev", "gcr.io", "*.gcr.io", "*.azurecr.io", "https://x.io"]`,
+			wantFields: []string{"nodeCredentials[5]"},
+			wantText:   "scheme",
+		},
+		"node credentials bad glob": {
+			doc:        `nodeCredentials: ["[x.io", ""]`,
+			wantFields: []string{"nodeCredentials[0]", "nodeCredentials[1]"},
+		},
 		"exempt image empty": {
 			doc:        `exemptImages: [""]`,
 			wantFields: []string{"exemptImages[0]"},

@@ -57,8 +57,19 @@ type Policy struct {
 	// ExemptNamespaces are never checked.
 	ExemptNamespaces []string `json:"exemptNamespaces,omitempty"`
 	// ExemptImages are path.Match patterns on the full reference as written in the pod
-	// after normalisation (e.g. "registry.k8s.io/*", "docker.io/library/busybox:*").
+	// after normalisation (e.g. "registry.k8s.io/*", "docker.io/library/busybox:*"). A
+	// pattern ending in "/**" matches everything under what its part before "/**" matches,
+	// at any depth: "registry.example.com/**" exempts a whole registry, "*.example.com/**"
+	// every registry of a domain, "ghcr.io/acme/**" a namespace.
 	ExemptImages []string `json:"exemptImages,omitempty"`
+	// NodeCredentials are registries the nodes authenticate to on their own (kubelet
+	// credential provider plugins that pullgate does not run, or containerd's own
+	// credentials): patterns as a credential provider's matchImages ("*.dkr.ecr.*.amazonaws.com",
+	// "*-docker.pkg.dev", "gcr.io", "*.gcr.io", "*.azurecr.io"), matched with the kubelet's
+	// rules (a "*" matches within one dot-separated part of the host; a path is a prefix). A
+	// look-up there that is refused (401/403) while no pull secret of the pod has an entry
+	// for it is a NodeCredentials warning, never a denial.
+	NodeCredentials []string `json:"nodeCredentials,omitempty"`
 	// Registries restricts and opens registry hosts.
 	Registries RegistryPolicy `json:"registries,omitempty"`
 	// NamespaceModeLabel is the namespace label whose value (enforce, warn or off) overrides

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/url"
 	"path"
 	"slices"
 	"strconv"
@@ -84,8 +85,15 @@ func (p *Policy) validate() field.ErrorList {
 			errs = append(errs, field.Invalid(fp, pat, "must not be empty"))
 			continue
 		}
-		if _, err := path.Match(pat, ""); err != nil {
+		if _, err := path.Match(strings.TrimSuffix(pat, "/**"), ""); err != nil {
 			errs = append(errs, field.Invalid(fp, shorten(pat), "must be a path.Match pattern: "+err.Error()))
+		}
+	}
+
+	for i, pat := range p.NodeCredentials {
+		fp := field.NewPath("nodeCredentials").Index(i)
+		if err := validMatchImage(pat); err != nil {
+			errs = append(errs, field.Invalid(fp, shorten(pat), err.Error()))
 		}
 	}
 
@@ -219,4 +227,26 @@ func splitHostPort(s string) (host, port string, err error) {
 		return host, port, nil
 	}
 	return "", "", errors.New("an IPv6 address must be in brackets, e.g. [fd00::1]:5000")
+}
+
+// validMatchImage checks a nodeCredentials entry: a credential provider matchImages pattern,
+// host[:port][/path] without scheme, whose host parts are path.Match patterns.
+func validMatchImage(pat string) error {
+	if pat == "" {
+		return errors.New("must not be empty")
+	}
+	if strings.Contains(pat, "://") {
+		return errors.New("must not have a scheme")
+	}
+	u, err := url.Parse("https://" + pat)
+	if err != nil || u.Host == "" {
+		return errors.New("must be host[:port][/path], as a credential provider's matchImages")
+	}
+	host := u.Hostname()
+	for _, part := range strings.Split(host, ".") {
+		if _, err := path.Match(part, ""); err != nil || part == "" {
+			return fmt.Errorf("host part %q is not a glob pattern", part)
+		}
+	}
+	return nil
 }

@@ -132,3 +132,14 @@ func splitURL(u *url.URL) (parts []string, port string) {
 	}
 	return strings.Split(host, "."), port
 }
+
+// KeyMatches reports whether a docker config key or a credential provider's matchImages
+// entry matches image, the name KubeletImageName gives, as the kubelet's
+// credentialprovider.URLsMatchStr does (see keyMatches).
+func KeyMatches(key, image string) bool { return keyMatches(key, image) }
+
+// KubeletImageName is the name the kubelet looks repo's credentials up by, and sends to
+// credential provider plugins as CredentialProviderRequest.image: "docker.io/library/nginx",
+// "ghcr.io/acme/app" (pkg/kubelet/images/image_manager.go, makeLookupPullCredentialsFunc:
+// "repoToPull, _, _, err := parsers.ParseImageName(image)" then "keyring.Lookup(repoToPull)").
+func KubeletImageName(repo name.Repository) string { return kubeletImageName(repo) }

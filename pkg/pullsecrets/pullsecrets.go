@@ -55,7 +55,12 @@ type Problem struct {
 // Credential is one docker config entry the kubelet tries for a repository, and the secret
 // it is in.
 type Credential struct {
+	// Secret is the pull secret the entry is in; empty for a credential a kubelet credential
+	// provider plugin returned (see Provider).
 	Secret string
+	// Provider is the credential provider plugin that returned the entry (FromProvider);
+	// empty for a pull secret's.
+	Provider string
 	// Entry is the registry the entry is filed under, as the kubelet files it:
 	// host[:port][/path] without scheme ("ghcr.io", "registry.example.com:5000/team",
 	// "index.docker.io" for "https://index.docker.io/v1/").
@@ -100,14 +105,14 @@ func (k *Keyring) Credentials(repo name.Repository) []Credential {
 	var matched []secretEntry
 	for _, s := range k.secrets {
 		for _, e := range s.matches(image) {
-			matched = append(matched, secretEntry{secret: s.name, entry: e})
+			matched = append(matched, secretEntry{secret: s.name, provider: s.provider, entry: e})
 		}
 	}
 	if len(matched) == 0 && isDefaultRegistryMatch(image) {
 		for _, s := range k.secrets {
 			for _, e := range s.entries {
 				if e.key == defaultRegistryHost {
-					matched = append(matched, secretEntry{secret: s.name, entry: e})
+					matched = append(matched, secretEntry{secret: s.name, provider: s.provider, entry: e})
 				}
 			}
 		}
@@ -122,6 +127,9 @@ func (k *Keyring) Credentials(repo name.Repository) []Credential {
 	out := make([]Credential, len(matched))
 	for i, m := range matched {
 		out[i] = Credential{Secret: m.secret, Entry: m.entry.key, Auth: m.entry.auth}
+		if m.provider {
+			out[i].Secret, out[i].Provider = "", m.secret
+		}
 	}
 	return out
 }
@@ -298,13 +306,16 @@ type entry struct {
 }
 
 type secretEntry struct {
-	secret string
-	entry  entry
+	secret   string
+	provider bool
+	entry    entry
 }
 
 // parsedSecret is one version of a pull secret, decoded.
 type parsedSecret struct {
 	name string
+	// provider says name is a credential provider plugin's, not a secret's (FromProvider).
+	provider bool
 	// read is whether the kubelet reads the secret at all (its type and data key).
 	read bool
 	// err is the decoding error of a secret the kubelet reads.

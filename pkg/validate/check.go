@@ -32,6 +32,15 @@ type Registry interface {
 	Tags(ctx context.Context, repo name.Repository, auth authn.Authenticator, limit int) ([]string, error)
 }
 
+// CredentialProviders is what the checks ask of the nodes' credential provider plugins.
+// pkg/credentialprovider implements it.
+type CredentialProviders interface {
+	// NodeCredentials returns the plugins' credentials for repo for a pod in namespace
+	// running as serviceAccount, in the kubelet's order, and an error when a plugin that
+	// should have answered could not (lookup.ErrNotCached under lookup.WithCacheOnly).
+	NodeCredentials(ctx context.Context, repo name.Repository, namespace, serviceAccount string) ([]pullsecrets.Credential, error)
+}
+
 // Pod is what the checks need to know about one pod (or pod template).
 type Pod struct {
 	Namespace       string
@@ -68,6 +77,12 @@ type Checker struct {
 	Nodes func() *Nodes
 	// Parallelism bounds how many distinct images of one pod are looked up at once. Zero means 8.
 	Parallelism int
+	// NodeCredentials gives the credentials the nodes' kubelet credential provider plugins
+	// would give (pkg/credentialprovider); nil: the nodes have none that pullgate runs.
+	NodeCredentials CredentialProviders
+	// RegistryHosts is the nodes' containerd registry configuration (hosts.toml): a look-up
+	// tries the mirrors it names first, as containerd does. Nil: none.
+	RegistryHosts RegistryHosts
 
 	parsedOnce sync.Once
 	parsed     *lru.Cache[string, parsedRef]
@@ -359,7 +374,7 @@ func (r *run) checkImage(ctx context.Context, image string, pullPolicy corev1.Pu
 		}
 		return append(out, onNodes.soften(fs)...), true
 	}
-	desc, auth, err := r.resolve(ctx, ref)
+	desc, auth, from, err := r.resolveAny(ctx, ref)
 	if err != nil && lookup.CacheOnly(ctx) && needsRegistry(err) {
 		return nil, false
 	}
@@ -369,7 +384,7 @@ func (r *run) checkImage(ctx context.Context, image string, pullPolicy corev1.Pu
 	// An image on the nodes is no more runnable there than in the registry: the platform
 	// check stands whatever the nodes list.
 	if len(r.targets) > 0 {
-		fs, ok := r.checkPlatform(ctx, ref, image, desc, auth)
+		fs, ok := r.checkPlatform(ctx, from, image, desc, auth)
 		if !ok {
 			return nil, false
 		}
@@ -378,10 +393,53 @@ func (r *run) checkImage(ctx context.Context, image string, pullPolicy corev1.Pu
 	return out, true
 }
 
-// resolve looks ref up with the credentials the pod's keyring holds for it.
-func (r *run) resolve(ctx context.Context, ref name.Reference) (lookup.Descriptor, authn.Authenticator, error) {
-	return ResolveAsKubelet(ctx, r.checker.Registry, ref, r.pod.Keyring.Credentials(ref.Context()))
+// resolveAny looks ref up where the node's containerd would: through the nodes' mirrors
+// when RegistryHosts is set, else at its registry. It returns the reference that answered.
+func (r *run) resolveAny(ctx context.Context, ref name.Reference) (lookup.Descriptor, authn.Authenticator, name.Reference, error) {
+	if r.checker.RegistryHosts == nil {
+		desc, auth, err := r.resolve(ctx, ref)
+		return desc, auth, ref, err
+	}
+	return r.resolveThroughMirrors(ctx, ref, func() (lookup.Descriptor, authn.Authenticator, error) { return r.resolve(ctx, ref) })
 }
+
+// resolve looks ref up with the credentials the pod's keyring holds for it, then those of
+// the nodes' credential provider plugins: the kubelet's keyring is the pod's pull secrets
+// first, then the node's providers (pkg/kubelet/images/image_manager.go,
+// makeLookupPullCredentialsFunc: "credentialprovidersecrets.MakeDockerKeyring(pullSecrets,
+// credentialprovider.UnionDockerKeyring{m.nodeKeyring, externalCredentialProviderKeyring})",
+// and MakeDockerKeyring returns "UnionDockerKeyring{providerFromSecrets, defaultKeyring}").
+// A plugin that failed leaves the look-up undecided unless another credential was accepted:
+// the kubelet would have pulled with what it returned, which pullgate cannot know.
+func (r *run) resolve(ctx context.Context, ref name.Reference) (lookup.Descriptor, authn.Authenticator, error) {
+	creds := r.pod.Keyring.Credentials(ref.Context())
+	var pluginErr error
+	if nc := r.checker.NodeCredentials; nc != nil {
+		pcs, err := nc.NodeCredentials(ctx, ref.Context(), r.pod.Namespace, r.pod.Spec.ServiceAccountName)
+		if errors.Is(err, lookup.ErrNotCached) {
+			return lookup.Descriptor{}, authn.Anonymous, err
+		}
+		creds = append(creds, pcs...)
+		pluginErr = err
+	}
+	desc, auth, err := ResolveAsKubelet(ctx, r.checker.Registry, ref, creds)
+	if err != nil && pluginErr != nil && !(lookup.CacheOnly(ctx) && needsRegistry(err)) {
+		return desc, auth, &NodeCredentialsError{Plugin: pluginErr, Lookup: err}
+	}
+	return desc, auth, err
+}
+
+// NodeCredentialsError is a look-up that failed while a node credential provider plugin
+// that matched the image could not give its credentials. It is never a verdict.
+type NodeCredentialsError struct {
+	// Plugin is the plugin's failure; Lookup the look-up's with the other credentials.
+	Plugin, Lookup error
+}
+
+func (e *NodeCredentialsError) Error() string {
+	return fmt.Sprintf("%v (and without its credentials: %v)", e.Plugin, e.Lookup)
+}
+func (e *NodeCredentialsError) Unwrap() error { return e.Plugin }
 
 // Resolver is the part of Registry that confirms a reference exists.
 type Resolver interface {
@@ -428,6 +486,12 @@ func ResolveAsKubelet(ctx context.Context, reg Resolver, ref name.Reference, cre
 			if notFound == nil {
 				notFound, notFoundAuth = err, cred.Auth
 			}
+		case cred.Provider != "":
+			rejected.Err = err
+			if !slices.Contains(rejected.Providers, cred.Provider) {
+				rejected.Providers = append(rejected.Providers, cred.Provider)
+			}
+			rejected.Anonymous = rejected.Anonymous && cred.Auth == authn.Anonymous
 		default:
 			rejected.Secret, rejected.Err = cred.Secret, err
 			if !slices.Contains(rejected.Secrets, cred.Secret) {
@@ -452,6 +516,8 @@ type RejectedError struct {
 	Secret string
 	// Secrets are the secrets whose credentials were refused, in the order tried, each once.
 	Secrets []string
+	// Providers are the node credential provider plugins whose credentials were refused.
+	Providers []string
 	// Anonymous says that every refused credential was an entry without a username, which
 	// the container runtime sends no credentials for.
 	Anonymous bool
@@ -459,7 +525,12 @@ type RejectedError struct {
 	Err error
 }
 
-func (e *RejectedError) Error() string { return fmt.Sprintf("secret %q: %v", e.Secret, e.Err) }
+func (e *RejectedError) Error() string {
+	if len(e.Secrets) == 0 && len(e.Providers) > 0 {
+		return fmt.Sprintf("credential provider %q: %v", e.Providers[len(e.Providers)-1], e.Err)
+	}
+	return fmt.Sprintf("secret %q: %v", e.Secret, e.Err)
+}
 func (e *RejectedError) Unwrap() error { return e.Err }
 
 func (r *run) lookupFindings(ctx context.Context, ref name.Reference, image string, auth authn.Authenticator, err error) []Finding {
@@ -473,7 +544,30 @@ func (r *run) lookupFindings(ctx context.Context, ref name.Reference, image stri
 	host := registryHost(repo)
 	repoName := familiarRepo(repo)
 
+	var me *MirrorsError
+	if errors.As(err, &me) {
+		add(RegistryError, Deny, fmt.Sprintf("registry %s could not be checked through the nodes' mirrors: %s", host, truncate(me.Error(), 160)),
+			"check the nodes' containerd hosts.toml for "+host+" and that pullgate can reach its mirrors")
+		return out
+	}
+	var nce *NodeCredentialsError
+	if errors.As(err, &nce) {
+		// Not a verdict: the node's plugin would have given credentials pullgate did not get.
+		add(RegistryError, Deny, fmt.Sprintf("registry %s could not be checked with the node's credentials: %s", host, truncate(nce.Plugin.Error(), 120)),
+			"check the credential provider plugin pullgate runs (--image-credential-provider-config) and its identity")
+		return out
+	}
 	var rejected *RejectedError
+	if errors.As(err, &rejected) && len(rejected.Secrets) == 0 && len(rejected.Providers) > 0 {
+		// pullgate runs the plugin with its own identity (its ServiceAccount's IRSA role or
+		// workload identity), which may be granted less than the nodes': not a denial.
+		if f, ok := r.finding(NodeCredentials, Warn, image,
+			fmt.Sprintf("registry %s refused the credentials of credential provider %q as pullgate runs it; the node's own identity may differ", host, rejected.Providers[len(rejected.Providers)-1]),
+			fmt.Sprintf("grant the nodes (and pullgate's identity) pull access to %s", repoName)); ok {
+			out = append(out, f)
+		}
+		return out
+	}
 	if errors.As(err, &rejected) {
 		secrets := secretsPhrase(rejected.Secrets)
 		renew := rejected.Secret
@@ -550,6 +644,16 @@ func (r *run) noCredentialFindings(repo name.Repository, image, host, repoName s
 			out = append(out, f)
 		}
 	}
+	if r.nodeAuthenticated(repo) {
+		// The nodes authenticate to this registry on their own (policy nodeCredentials):
+		// whatever the pod's secrets lack, the node's credentials will be used.
+		if f, ok := r.finding(NodeCredentials, Warn, image,
+			"anonymous look-up refused; the node's own credentials will be used; pullgate cannot check them",
+			"none if the nodes may pull it"); ok {
+			out = append(out, f)
+		}
+		return out
+	}
 	ns := r.pod.Namespace
 	create := fmt.Sprintf("kubectl create secret docker-registry NAME --docker-server=%s --docker-username=USER --docker-password=TOKEN -n %s", host, ns)
 	kr := r.pod.Keyring
@@ -586,6 +690,21 @@ func (r *run) noCredentialFindings(repo name.Repository, image, host, repoName s
 	add(NoCredentials, fmt.Sprintf("registry %s needs credentials for %s (or it does not exist) and the pod has no pull secrets", host, repoName),
 		create+", then list it under imagePullSecrets or on the ServiceAccount")
 	return out
+}
+
+// nodeAuthenticated reports whether the policy's nodeCredentials lists repo's registry,
+// matched as the kubelet matches a credential provider's matchImages.
+func (r *run) nodeAuthenticated(repo name.Repository) bool {
+	if len(r.pol.NodeCredentials) == 0 {
+		return false
+	}
+	image := pullsecrets.KubeletImageName(repo)
+	for _, pat := range r.pol.NodeCredentials {
+		if pullsecrets.KeyMatches(pat, image) {
+			return true
+		}
+	}
+	return false
 }
 
 // manifestUnknownFindings tells a missing repository from a missing tag or digest: a HEAD

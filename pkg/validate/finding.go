@@ -25,6 +25,10 @@ const (
 	// UnsupportedManifest: the node's runtime refuses the manifest's format (a Docker
 	// schema 1 manifest on containerd 2).
 	UnsupportedManifest Reason = "UnsupportedManifest"
+	// NodeCredentials: the registry refused an anonymous look-up, no pull secret has an
+	// entry for it, and the policy's nodeCredentials says the nodes authenticate to it on
+	// their own. Always a warning: pullgate cannot check the node's credentials.
+	NodeCredentials Reason = "NodeCredentials"
 )
 
 // Reasons lists every reason code, for documentation and metrics.
@@ -32,6 +36,7 @@ var Reasons = []Reason{
 	InvalidReference, RegistryNotAllowed, ImageNotFound, TagNotFound, DigestNotFound,
 	PlatformMismatch, PullSecretMissing, PullSecretInvalid, NoCredentials, CredentialsRejected,
 	RegistryUnreachable, RegistryRateLimited, RegistryError, UnpinnedTag, UnsupportedManifest,
+	NodeCredentials,
 }
 
 // check returns the policy check that sets the mode of a reason, or "" for the registry
@@ -46,7 +51,7 @@ func (r Reason) check() policy.Check {
 		return policy.CheckExistence
 	case PlatformMismatch, UnsupportedManifest:
 		return policy.CheckPlatform
-	case PullSecretMissing, PullSecretInvalid, NoCredentials, CredentialsRejected:
+	case PullSecretMissing, PullSecretInvalid, NoCredentials, CredentialsRejected, NodeCredentials:
 		return policy.CheckPullSecrets
 	case UnpinnedTag:
 		return policy.CheckUnpinnedTag

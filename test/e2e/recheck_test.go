@@ -84,7 +84,7 @@ func TestRecheck(t *testing.T) {
 	if _, err := env.PushPublicIndex(ctx, "recheck/agent:v1", "linux/amd64"); err != nil {
 		t.Fatal(err)
 	}
-	applyStdin(t, recheckPolicy)
+	mustApplyStdin(t, recheckPolicy)
 	if err := env.RestartWebhook(ctx, "--audit-interval="+recheckInterval.String(), "--audit-registry-budget=50",
 		"--leader-election-namespace="+harness.Namespace); err != nil {
 		t.Fatal(err)
@@ -100,7 +100,7 @@ func TestRecheck(t *testing.T) {
 		}
 	})
 
-	applyStdin(t, env.ExpandIn("recheck", recheckWorkloads))
+	mustApplyStdin(t, env.ExpandIn("recheck", recheckWorkloads))
 	for app, n := range map[string]int{"web": 1, "billing": 1, "agent": len(env.Nodes)} {
 		if _, err := env.WaitAllRunning(ctx, "recheck", app, n, outcomeTimeout); err != nil {
 			t.Fatalf("%s not running: %v", app, err)
@@ -146,7 +146,7 @@ func TestRecheck(t *testing.T) {
 		rotate := func(password string) {
 			secret := kubectl(t, "create", "secret", "docker-registry", "billing-pull", "-n", "recheck", "--dry-run=client", "-o", "yaml",
 				"--docker-server="+env.Private, "--docker-username="+harness.PrivateUser, "--docker-password="+password)
-			applyStdin(t, secret.Stdout)
+			mustApplyStdin(t, secret.Stdout)
 		}
 		rotate("rotated-wrong-password")
 		took := waitReport(t, "billing's secret rotated", func(lines []string) bool {
@@ -176,10 +176,10 @@ func TestRecheck(t *testing.T) {
 	t.Logf("kubectl get reports -n recheck -o yaml (after):\n%s", kubectl(t, "get", "reports.openreports.io", "pullgate", "-n", "recheck", "-o", "yaml").Output())
 }
 
-// applyStdin applies the manifests in yaml.
-func applyStdin(t *testing.T, yaml string) {
+// mustApplyStdin applies the manifests in yaml, or fails the test.
+func mustApplyStdin(t *testing.T, yaml string) {
 	t.Helper()
-	if r := env.Kubectl(t.Context(), yaml, "apply", "-f", "-"); r.ExitCode != 0 {
+	if r := applyStdin(t, yaml); r.ExitCode != 0 {
 		t.Fatalf("kubectl apply: exit %d\n%s", r.ExitCode, r.Output())
 	}
 }

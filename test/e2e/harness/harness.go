@@ -79,6 +79,8 @@ type Env struct {
 	metricsAddr string
 	// clientAuth is set when Options.ClientAuth is on.
 	clientAuth *clientAuth
+	// credProv is the nodes' credential provider plugin and its registry (credprov.go).
+	credProv *credProvider
 }
 
 // Options tune Start.
@@ -259,9 +261,15 @@ func Start(ctx context.Context, opts Options) (_ *Env, err error) {
 		{"node-ctrd16", containerd},
 		{"node-ctrd2", filepath.Join(assets, "containerd2", "containerd")},
 	}
+	if e.credProv, err = startCredProvider(ctx, dir, root); err != nil {
+		return nil, err
+	}
 	for i, rt := range runtimes {
 		node, err := e.cluster.newRealNode(i+1, rt.name, rt.binary)
 		if err != nil {
+			return nil, err
+		}
+		if node.extraKubeletArgs, err = e.credProv.kubeletArgs(node); err != nil {
 			return nil, err
 		}
 		if err := e.cluster.startNode(ctx, e.env, assets, e.Public+"/pullgate-e2e/pause:1.0", node); err != nil {
@@ -545,6 +553,9 @@ func (e *Env) LogFile() string { return e.logs.Name() }
 // set, the run directory too).
 func (e *Env) Stop() {
 	e.StopWebhook()
+	if e.credProv != nil {
+		e.credProv.server.Close()
+	}
 	if e.cluster != nil {
 		e.cluster.stop()
 	}

@@ -64,6 +64,8 @@ type realNode struct {
 	base, subnet int
 	kubeletPort,
 	healthzPort int
+	// extraKubeletArgs are more kubelet flags (the credential provider's, credprov.go).
+	extraKubeletArgs []string
 }
 
 // cluster is the run's controllers and nodes.
@@ -348,11 +350,13 @@ localStorageCapacityIsolation: true
 			return err
 		}
 	}
-	return c.start("kubelet["+node.name+"]", exec.Command(filepath.Join(bin, "kubelet"),
+	kubelet := exec.Command(filepath.Join(bin, "kubelet"),
 		"--config="+kcPath, "--kubeconfig="+kubeconfig,
 		"--root-dir="+filepath.Join(d, "kubelet"), "--cert-dir="+filepath.Join(d, "kubelet", "pki"),
 		"--hostname-override="+node.name, "--v=1",
-	))
+	)
+	kubelet.Args = append(kubelet.Args, node.extraKubeletArgs...)
+	return c.start("kubelet["+node.name+"]", kubelet)
 }
 
 // cniBinDir is where Debian's containernetworking-plugins are.
