@@ -354,7 +354,7 @@ func CauseOf(r validate.Reason) string {
 	switch r {
 	case validate.ImageNotFound, validate.InvalidReference:
 		return "Cause 1: Image Does Not Exist"
-	case validate.PullSecretMissing, validate.PullSecretInvalid, validate.NoCredentials, validate.CredentialsRejected:
+	case validate.PullSecretMissing, validate.PullSecretInvalid, validate.NoCredentials, validate.CredentialsRejected, validate.NodeCredentials:
 		return "Cause 2: Private Registry Authentication"
 	case validate.TagNotFound:
 		return "Cause 3: Invalid Image Tag"

@@ -15,6 +15,7 @@ func TestCauseOf(t *testing.T) {
 		validate.PullSecretInvalid:   "Cause 2: Private Registry Authentication",
 		validate.NoCredentials:       "Cause 2: Private Registry Authentication",
 		validate.CredentialsRejected: "Cause 2: Private Registry Authentication",
+		validate.NodeCredentials:     "Cause 2: Private Registry Authentication",
 		validate.TagNotFound:         "Cause 3: Invalid Image Tag",
 		validate.DigestNotFound:      "Cause 4: Digest Mismatch",
 		validate.RegistryUnreachable: "Cause 5: Network Issues",
