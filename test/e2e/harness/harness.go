@@ -525,6 +525,12 @@ func (r Result) Output() string { return strings.TrimSpace(r.Stderr + "\n" + r.S
 // Kubectl runs the real kubectl against the environment.
 func (e *Env) Kubectl(ctx context.Context, stdin string, args ...string) Result {
 	cmd := exec.CommandContext(ctx, e.kubectl, append([]string{"--kubeconfig", e.Kubeconfig}, args...)...)
+	return runCommand(cmd, stdin)
+}
+
+// runCommand runs cmd with stdin and returns what it printed and its exit code (-1, with the
+// error in Stderr, when it could not run).
+func runCommand(cmd *exec.Cmd, stdin string) Result {
 	cmd.Stdin = strings.NewReader(stdin)
 	var out, errOut bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errOut

@@ -1,7 +1,6 @@
 package harness
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -52,17 +51,7 @@ func (e *Env) Helm(ctx context.Context, args ...string) Result {
 }
 
 func (e *Env) run(ctx context.Context, bin string, args ...string) Result {
-	cmd := exec.CommandContext(ctx, bin, args...)
-	var out, errOut bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &errOut
-	err := cmd.Run()
-	r := Result{Stdout: out.String(), Stderr: errOut.String()}
-	if exit, ok := err.(*exec.ExitError); ok {
-		r.ExitCode = exit.ExitCode()
-	} else if err != nil {
-		r.ExitCode, r.Stderr = -1, r.Stderr+err.Error()
-	}
-	return r
+	return runCommand(exec.CommandContext(ctx, bin, args...), "")
 }
 
 // StartCertManager installs cert-manager's CRDs and runs its controller and cainjector (built

@@ -1,14 +1,11 @@
 package harness
 
 import (
-	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strings"
 	"sync"
 
 	"github.com/google/go-containerregistry/pkg/name"
@@ -53,20 +50,7 @@ func (e *Env) Plugin(ctx context.Context, stdin string, args ...string) Result {
 	}
 	cmd := exec.CommandContext(ctx, e.kubectl, append([]string{"pullgate", "--kubeconfig", e.Kubeconfig}, args...)...)
 	cmd.Env = append(os.Environ(), "PATH="+dir+string(os.PathListSeparator)+os.Getenv("PATH"), "DOCKER_CONFIG="+dockerConfig)
-	cmd.Stdin = strings.NewReader(stdin)
-	var out, errOut bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &errOut
-	err = cmd.Run()
-	r := Result{Stdout: out.String(), Stderr: errOut.String()}
-	var exit *exec.ExitError
-	switch {
-	case errors.As(err, &exit):
-		r.ExitCode = exit.ExitCode()
-	case err != nil:
-		r.ExitCode = -1
-		r.Stderr += err.Error()
-	}
-	return r
+	return runCommand(cmd, stdin)
 }
 
 // ExpandFiles writes the manifests files with ${...} expanded and ${NS} set to ns into a new
