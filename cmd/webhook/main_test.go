@@ -23,6 +23,9 @@ func TestConfigValidate(t *testing.T) {
 		{"configmap without namespace", config{Port: 9443, PolicyConfigMap: "pullgate-policy"}, "not NAMESPACE/NAME"},
 		{"configmap with extra slash", config{Port: 9443, PolicyConfigMap: "a/b/c"}, "not NAMESPACE/NAME"},
 		{"negative shutdown delay", config{Port: 9443, ShutdownDelay: -time.Second}, "--shutdown-delay"},
+		{"re-check on", config{Port: 9443, AuditInterval: time.Minute, AuditRegistryBudget: 100}, ""},
+		{"negative audit interval", config{Port: 9443, AuditInterval: -time.Minute}, "--audit-interval"},
+		{"re-check without budget", config{Port: 9443, AuditInterval: time.Minute}, "--audit-registry-budget 0"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.desc, func(t *testing.T) {

@@ -62,17 +62,12 @@ func lowerKind(gk schema.GroupKind) string {
 	return string(b) + "." + gk.Group
 }
 
-// ObjectReference refers to the workload, for an Event or a report's subject.
+// ObjectReference refers to the workload, for a report's subject. It names no
+// resourceVersion: a workload's status changes it all the time, and a report would change
+// with it.
 func (w Workload) ObjectReference() corev1.ObjectReference {
 	apiVersion, kind := w.GVK.ToAPIVersionAndKind()
-	return corev1.ObjectReference{
-		APIVersion:      apiVersion,
-		Kind:            kind,
-		Namespace:       w.Namespace,
-		Name:            w.Name,
-		UID:             w.UID,
-		ResourceVersion: w.Object.GetResourceVersion(),
-	}
+	return corev1.ObjectReference{APIVersion: apiVersion, Kind: kind, Namespace: w.Namespace, Name: w.Name, UID: w.UID}
 }
 
 // Pod is what pkg/validate checks for the workload, as the webhook would at its admission.
@@ -163,31 +158,55 @@ func jobFinished(j *batchv1.Job) bool {
 }
 
 // List returns the workloads of namespace (all namespaces when it is ""), every kind of Kinds
-// read in turn. A kind that cannot be listed (RBAC, an API server that does not serve it) is
+// read in turn, in pages. A kind that cannot be listed (RBAC, an API server that does not serve it) is
 // skipped and its error returned joined with the others, next to what could be listed.
 func List(ctx context.Context, r client.Reader, namespace string) ([]Workload, error) {
-	lists := []client.ObjectList{
-		&appsv1.DeploymentList{}, &appsv1.StatefulSetList{}, &appsv1.DaemonSetList{},
-		&appsv1.ReplicaSetList{}, &corev1.ReplicationControllerList{}, &batchv1.JobList{},
-		&batchv1.CronJobList{}, &corev1.PodList{},
+	// A new list for every page: a decode into the last page's list would reuse its items'
+	// memory under the workloads already taken from it.
+	newList := []func() client.ObjectList{
+		func() client.ObjectList { return &appsv1.DeploymentList{} },
+		func() client.ObjectList { return &appsv1.StatefulSetList{} },
+		func() client.ObjectList { return &appsv1.DaemonSetList{} },
+		func() client.ObjectList { return &appsv1.ReplicaSetList{} },
+		func() client.ObjectList { return &corev1.ReplicationControllerList{} },
+		func() client.ObjectList { return &batchv1.JobList{} },
+		func() client.ObjectList { return &batchv1.CronJobList{} },
+		func() client.ObjectList { return &corev1.PodList{} },
 	}
 	var out []Workload
 	var errs []error
-	for i, list := range lists {
-		if err := r.List(ctx, list, client.InNamespace(namespace)); err != nil {
-			if ctx.Err() != nil {
-				return out, ctx.Err()
+	for i, fresh := range newList {
+		// In pages, so that a cluster's pods are never held as one response.
+		for page := ""; ; {
+			list := fresh()
+			if err := r.List(ctx, list, client.InNamespace(namespace), client.Limit(pageSize), client.Continue(page)); err != nil {
+				if ctx.Err() != nil {
+					return out, ctx.Err()
+				}
+				errs = append(errs, fmt.Errorf("listing %s: %w", Kinds[i].Kind, err))
+				break
 			}
-			errs = append(errs, fmt.Errorf("listing %s: %w", Kinds[i].Kind, err))
-			continue
-		}
-		for _, obj := range items(list) {
-			if w, ok := Of(obj); ok {
-				out = append(out, w)
+			for _, obj := range items(list) {
+				if w, ok := Of(obj); ok {
+					out = append(out, w)
+				}
+			}
+			if page = continueOf(list); page == "" {
+				break
 			}
 		}
 	}
 	return out, errors.Join(errs...)
+}
+
+// pageSize is how many objects one List request asks for.
+const pageSize = 500
+
+func continueOf(list client.ObjectList) string {
+	if l, ok := list.(metav1.ListInterface); ok {
+		return l.GetContinue()
+	}
+	return ""
 }
 
 func items(list client.ObjectList) []client.Object {

@@ -10,9 +10,6 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
-
-	"github.com/google/go-containerregistry/pkg/name"
-	"github.com/google/go-containerregistry/pkg/v1/remote"
 )
 
 var pluginBuild struct {
@@ -86,14 +83,4 @@ func (e *Env) ExpandFiles(ns string, files ...string) (string, error) {
 		}
 	}
 	return dir, nil
-}
-
-// DeletePublicTag deletes repo:tag from the public registry (the manifest stays under its
-// digest), as deleting a tag in a registry's UI does.
-func (e *Env) DeletePublicTag(ctx context.Context, repo, tag string) error {
-	ref, err := name.NewTag(e.Public + "/" + repo + ":" + tag)
-	if err != nil {
-		return err
-	}
-	return remote.Delete(ref, remote.WithContext(ctx))
 }
