@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"sync"
 	"text/tabwriter"
 
 	"github.com/spf13/cobra"
@@ -12,6 +13,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/types"
 
+	"github.com/pullgate/pullgate/pkg/policy"
 	"github.com/pullgate/pullgate/pkg/pullsecrets"
 	"github.com/pullgate/pullgate/pkg/validate"
 	"github.com/pullgate/pullgate/pkg/workload"
@@ -85,61 +87,57 @@ func (ao *auditOptions) run(ctx context.Context) error {
 	}
 	checker := &validate.Checker{Registry: ao.registries(pol), Nodes: func() *validate.Nodes { return snapshot }}
 
+	// Namespace labels first, once each; then the workloads are checked in parallel, as the
+	// webhook checks concurrent admissions with one Checker: a registry that hangs costs one
+	// look-up timeout per batch, not one per workload.
 	nsLabels := map[string]map[string]string{}
-	var rows []auditRow
-	failing := false
+	for _, w := range workloads {
+		if _, ok := nsLabels[w.Namespace]; ok {
+			continue
+		}
+		var n corev1.Namespace
+		var labels map[string]string
+		if err := c.Get(ctx, types.NamespacedName{Name: w.Namespace}, &n); err == nil {
+			labels = n.Labels
+		}
+		nsLabels[w.Namespace] = labels
+	}
+	perWorkload := make([][]auditRow, len(workloads))
+	var (
+		wg       sync.WaitGroup
+		mu       sync.Mutex
+		done     int
+		failing  bool
+		firstErr error
+	)
+	sem := make(chan struct{}, auditParallelism)
 	for i, w := range workloads {
-		ao.progressf("checking %d/%d: %s/%s", i+1, len(workloads), w.Namespace, w.Key())
 		if pol.NamespaceExempt(w.Namespace) {
 			continue
 		}
-		labels, ok := nsLabels[w.Namespace]
-		if !ok {
-			var n corev1.Namespace
-			if err := c.Get(ctx, types.NamespacedName{Name: w.Namespace}, &n); err == nil {
-				labels = n.Labels
+		sem <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			rows, fails, err := ao.auditOne(ctx, c, checker, pol, w, nsLabels[w.Namespace])
+			mu.Lock()
+			defer mu.Unlock()
+			perWorkload[i] = rows
+			failing = failing || fails
+			if err != nil && firstErr == nil {
+				firstErr = err
 			}
-			nsLabels[w.Namespace] = labels
-		}
-		keyring, err := pullsecrets.ForPod(ctx, c, w.Namespace, w.Spec)
-		credsKnown := err == nil
-		if err != nil {
-			if !apierrors.IsForbidden(err) {
-				ao.progressDone()
-				return ao.clusterError(c.host, err)
-			}
-			keyring = nil
-			rows = append(rows, auditRow{w.Namespace, w.Key(), "-", "-", "Skipped", "pull-secret check skipped: your credentials may not read its secrets (forbidden)"})
-		}
-		lctx, cancel := context.WithTimeout(ctx, 2*pol.LookupTimeout.Duration)
-		findings := checker.Check(lctx, pol, w.Pod(labels, keyring))
-		cancel()
-		for _, f := range findings {
-			if !credsKnown && isCredentialReason(f.Reason) {
-				continue
-			}
-			if f.Severity == validate.Deny {
-				failing = true
-			} else if !ao.warnings && !registryFailure(f.Reason) {
-				continue
-			}
-			ctr := f.Container
-			if f.Volume != "" {
-				ctr = "volume " + f.Volume
-			}
-			if ctr == "" {
-				ctr = "-"
-			}
-			img := f.Image
-			if img == "" {
-				img = "-"
-			}
-			detail := f.Message
-			if f.Severity != validate.Deny {
-				detail = "(warning) " + detail
-			}
-			rows = append(rows, auditRow{w.Namespace, w.Key(), ctr, img, string(f.Reason), detail})
-		}
+			done++
+			ao.progressf("checked %d/%d workloads", done, len(workloads))
+		})
+	}
+	wg.Wait()
+	if firstErr != nil {
+		ao.progressDone()
+		return firstErr
+	}
+	var rows []auditRow
+	for _, r := range perWorkload {
+		rows = append(rows, r...)
 	}
 	ao.progressDone()
 	if len(rows) == 0 {
@@ -161,6 +159,54 @@ func (ao *auditOptions) run(ctx context.Context) error {
 		return denied
 	}
 	return nil
+}
+
+// auditParallelism bounds the workloads checked at once.
+const auditParallelism = 8
+
+// auditOne checks one workload now and returns its rows, and whether some would fail.
+func (ao *auditOptions) auditOne(ctx context.Context, c *cluster, checker *validate.Checker, pol *policy.Policy, w workload.Workload, labels map[string]string) ([]auditRow, bool, error) {
+	var rows []auditRow
+	keyring, err := pullsecrets.ForPod(ctx, c, w.Namespace, w.Spec)
+	credsKnown := err == nil
+	if err != nil {
+		if !apierrors.IsForbidden(err) {
+			return nil, false, ao.clusterError(c.host, err)
+		}
+		keyring = nil
+		rows = append(rows, auditRow{w.Namespace, w.Key(), "-", "-", "Skipped", "pull-secret check skipped: your credentials may not read its secrets (forbidden)"})
+	}
+	lctx, cancel := context.WithTimeout(ctx, 2*pol.LookupTimeout.Duration)
+	findings := checker.Check(lctx, pol, w.Pod(labels, keyring))
+	cancel()
+	failing := false
+	for _, f := range findings {
+		if !credsKnown && isCredentialReason(f.Reason) {
+			continue
+		}
+		if f.Severity == validate.Deny {
+			failing = true
+		} else if !ao.warnings && !registryFailure(f.Reason) {
+			continue
+		}
+		ctr := f.Container
+		if f.Volume != "" {
+			ctr = "volume " + f.Volume
+		}
+		if ctr == "" {
+			ctr = "-"
+		}
+		img := f.Image
+		if img == "" {
+			img = "-"
+		}
+		detail := f.Message
+		if f.Severity != validate.Deny {
+			detail = "(warning) " + detail
+		}
+		rows = append(rows, auditRow{w.Namespace, w.Key(), ctr, img, string(f.Reason), detail})
+	}
+	return rows, failing, nil
 }
 
 func registryFailure(r validate.Reason) bool {

@@ -140,6 +140,12 @@ func (s *apiServer) node(t *testing.T, name, arch string) {
 	if err := s.admin.Create(t.Context(), n); err != nil {
 		t.Fatal(err)
 	}
+	// The API server's TaintNodesByCondition admission taints a new node not-ready; the node
+	// lifecycle controller, which would lift it, does not run here.
+	n.Spec.Taints = nil
+	if err := s.admin.Update(t.Context(), n); err != nil {
+		t.Fatal(err)
+	}
 	n.Status = corev1.NodeStatus{
 		Conditions: []corev1.NodeCondition{{Type: corev1.NodeReady, Status: corev1.ConditionTrue, LastHeartbeatTime: metav1.Now(), LastTransitionTime: metav1.Now()}},
 		NodeInfo:   corev1.NodeSystemInfo{OperatingSystem: "linux", Architecture: arch, ContainerRuntimeVersion: "containerd://2.1.4"},
@@ -156,6 +162,9 @@ func (s *apiServer) failingPod(t *testing.T, ns, name, node, image string, secre
 	ctx := t.Context()
 	p := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name, Labels: map[string]string{"app": name}},
 		Spec: corev1.PodSpec{NodeName: node, Containers: []corev1.Container{{Name: "app", Image: image}}}}
+	if reason == "ErrImageNeverPull" {
+		p.Spec.Containers[0].ImagePullPolicy = corev1.PullNever
+	}
 	for _, sec := range secrets {
 		p.Spec.ImagePullSecrets = append(p.Spec.ImagePullSecrets, corev1.LocalObjectReference{Name: sec})
 	}
@@ -207,6 +216,7 @@ func TestExplain(t *testing.T) {
 	s.failingPod(t, ns, "billing-stale", "node-amd64", private.Ref("billing/api", ":2.0"), []string{"billing-stale"}, "ImagePullBackOff", "401 Unauthorized")
 	s.failingPod(t, ns, "edge", "node-amd64", public.Ref("shop/arm", ":1.0"), nil, "ErrImagePull", "no match for platform in manifest: not found")
 	s.failingPod(t, ns, "pushed-since", "node-amd64", public.Ref("shop/web", ":1.4.2"), nil, "ImagePullBackOff", notFound)
+	s.failingPod(t, ns, "never", "node-amd64", public.Ref("shop/web", ":1.4.2"), nil, "ErrImageNeverPull", `Container image "`+public.Ref("shop/web", ":1.4.2")+`" is not present with pull policy of Never`)
 	s.failingPod(t, ns, "node-net", "node-amd64", public.Ref("shop/web", ":1.4.2"), nil, "ErrImagePull", "dial tcp: lookup registry.internal: no such host")
 
 	tests := []struct {
@@ -227,6 +237,7 @@ func TestExplain(t *testing.T) {
 		{desc: "a platform the node lacks", args: []string{"pod/edge"}, contains: []string{"Cause 7: Image Architecture Mismatch", "[PlatformMismatch]", "linux/amd64"}},
 		{desc: "the image exists now: transient", args: []string{"pod/pushed-since"}, contains: []string{"DISAGREE", "transient", "kubectl delete pod pushed-since -n explain"}},
 		{desc: "the node cannot reach what pullgate reaches: node-side", args: []string{"pod/node-net"}, contains: []string{"DISAGREE", "node-side problem", "Cause 5: Network Issues (on the node)", "kubectl debug node/node-amd64"}},
+		{desc: "pull policy Never: no registry involved", args: []string{"pod/never"}, contains: []string{"imagePullPolicy is Never", "recreate pod never with imagePullPolicy: IfNotPresent"}, absent: []string{"DISAGREE"}},
 		{desc: "without a name, every failing pod", args: []string{}, contains: []string{"Pod explain/web-store", "Pod explain/billing-stale", "Pod explain/edge"}},
 		{desc: "a user who may not read secrets is told what was skipped", kubeconfig: s.viewerKubeconfig, args: []string{"pod/billing-stale"}, contains: []string{
 			"Skipped:   pull secrets: your credentials may not read them (forbidden)", "could not check with the pod's credentials"}, absent: []string{"[CredentialsRejected]", "[NoCredentials]"}},
@@ -299,5 +310,40 @@ func TestAudit(t *testing.T) {
 	}
 	if strings.Contains(stderr, "checking") {
 		t.Errorf("progress printed to a stderr that is not a terminal: %q", stderr)
+	}
+}
+
+func TestCheckFromCluster(t *testing.T) {
+	s := startAPIServer(t)
+	public := testregistry.New(t)
+	public.PushImage(t, "shop/web", "1.0", "linux", "amd64")
+	ns := "check-from-cluster"
+	s.namespace(t, ns)
+	s.node(t, "node-check-arm64", "arm64")
+	// The other tests' workloads are checked against the amd64 node alone.
+	t.Cleanup(func() {
+		_ = s.admin.Delete(context.Background(), &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: "node-check-arm64"}})
+	})
+	dir := t.TempDir()
+	f := writeFile(t, dir, "web.yaml", deployment("web", public.Ref("shop/web", ":1.0"), "      nodeSelector: {kubernetes.io/arch: arm64}\n"))
+	t.Setenv("DOCKER_CONFIG", t.TempDir())
+	tests := []struct {
+		desc       string
+		kubeconfig string
+		code       int
+		contains   string
+	}{
+		// The policy comes from the cluster's ConfigMap (loopback allowed), the platforms
+		// from its nodes: an amd64 image for a pod that must run on arm64.
+		{"the cluster's nodes and policy", s.adminKubeconfig, 1, "[PlatformMismatch]"},
+		{"an unreachable cluster", s.unreachableKubeconfig, 2, "cannot reach the cluster at https://127.0.0.1:1"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.desc, func(t *testing.T) {
+			code, stdout, stderr := run(t, "", "check", "--kubeconfig", tc.kubeconfig, "--request-timeout", "5s", "-n", ns, "-f", f, "--from-cluster")
+			if code != tc.code || !strings.Contains(stdout+stderr, tc.contains) {
+				t.Errorf("exit %d, want %d with %q\n%s%s", code, tc.code, tc.contains, stdout, stderr)
+			}
+		})
 	}
 }

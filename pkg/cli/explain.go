@@ -103,7 +103,7 @@ func (eo *explainOptions) run(ctx context.Context, args []string) error {
 	}
 	for i, p := range pods {
 		eo.progressf("explaining pod %d/%d", i+1, len(pods))
-		rctx, cancel := context.WithTimeout(ctx, 2*pol.LookupTimeout.Duration+eo.timeout())
+		rctx, cancel := context.WithTimeout(ctx, 2*pol.LookupTimeout.Duration+explainSlack)
 		r, err := ex.Explain(rctx, p)
 		cancel()
 		eo.progressDone()
@@ -118,9 +118,9 @@ func (eo *explainOptions) run(ctx context.Context, args []string) error {
 	return nil
 }
 
-// timeout bounds the registry work of one pod beyond the policy's look-up timeout (tag lists
-// for suggestions, one look-up per secret).
-func (o *options) timeout() time.Duration { return 20 * time.Second }
+// explainSlack bounds the registry work of one pod beyond twice the policy's look-up timeout
+// (tag lists for suggestions, one look-up per matching secret entry).
+const explainSlack = 20 * time.Second
 
 // pods resolves the argument into pods: pod/NAME (or NAME), or a workload's pods.
 func (eo *explainOptions) pods(ctx context.Context, c *cluster, ns string, args []string) ([]*corev1.Pod, error) {
@@ -147,7 +147,7 @@ func (eo *explainOptions) pods(ctx context.Context, c *cluster, ns string, args 
 		return []*corev1.Pod{&p}, nil
 	case "deploy", "deployment", "deployments", "deployment.apps":
 		d := &appsv1.Deployment{}
-		obj, selector = d, nil
+		obj = d
 		if err := c.Get(ctx, key, d); err != nil {
 			return nil, eo.readError(c, err, args[0])
 		}

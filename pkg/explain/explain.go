@@ -289,6 +289,12 @@ func (e *Explainer) diagnose(r *Report, c *Container, credsKnown bool) {
 	c.Fix = slices.Compact(c.Fix)
 	kubelet := strings.Join(append([]string{c.KubeletMessage}, c.Events...), "\n")
 	switch {
+	case c.Waiting == "ErrImageNeverPull":
+		// The kubelet's image manager fails a pull policy of Never at once when the image is
+		// not on the node (pkg/kubelet/images/image_manager.go, EnsureImageExists:
+		// ErrImageNeverPull); no registry is asked.
+		c.Verdict = "imagePullPolicy is Never and the image is not on the node: the kubelet does not pull it, so no registry is involved."
+		c.Fix = append(c.Fix, neverPullFix(r, c))
 	case c.Failing() && len(deny) > 0 && !registryError:
 		c.Verdict = "pullgate agrees with the kubelet: the pull fails for the cause above."
 		if len(c.Fix) > 0 {
@@ -309,6 +315,19 @@ func (e *Explainer) diagnose(r *Report, c *Container, credsKnown bool) {
 	case len(deny) > 0 && !registryError:
 		c.Verdict = "the container is not failing now (its image is already on the node, or it was pulled before the change), but its pull would fail if it were pulled again (rescheduled, or with imagePullPolicy Always)."
 	}
+}
+
+// neverPullFix sets the container's pull policy to IfNotPresent in the pod's workload (a
+// strategic merge patch matches containers by name); a bare pod's policy cannot change.
+func neverPullFix(r *Report, c *Container) string {
+	template := `{"spec":{"template":{"spec":{"containers":[{"name":%q,"imagePullPolicy":"IfNotPresent"}]}}}}`
+	switch {
+	case strings.HasPrefix(r.Owner, "pod/"):
+		return fmt.Sprintf("# recreate pod %s with imagePullPolicy: IfNotPresent for container %q, or load the image onto node %s", r.Pod, c.Name, nodeOr(r.Node))
+	case strings.HasPrefix(r.Owner, "cronjob/"):
+		template = `{"spec":{"jobTemplate":{"spec":{"template":{"spec":{"containers":[{"name":%q,"imagePullPolicy":"IfNotPresent"}]}}}}}}`
+	}
+	return fmt.Sprintf("kubectl patch %s -n %s -p '%s'   # or load the image onto node %s", r.Owner, r.Namespace, fmt.Sprintf(template, c.Name), nodeOr(r.Node))
 }
 
 func nodeOr(n string) string {

@@ -7,9 +7,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"sync"
-
-	"github.com/google/go-containerregistry/pkg/name"
-	"github.com/google/go-containerregistry/pkg/v1/remote"
 )
 
 var pluginBuild struct {
@@ -70,14 +67,4 @@ func (e *Env) ExpandFiles(ns string, files ...string) (string, error) {
 		}
 	}
 	return dir, nil
-}
-
-// DeletePublicTag deletes repo:tag from the public registry (the manifest stays under its
-// digest), as deleting a tag in a registry's UI does.
-func (e *Env) DeletePublicTag(ctx context.Context, repo, tag string) error {
-	ref, err := name.NewTag(e.Public + "/" + repo + ":" + tag)
-	if err != nil {
-		return err
-	}
-	return remote.Delete(ref, remote.WithContext(ctx))
 }

@@ -7,6 +7,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
@@ -31,6 +33,16 @@ func (e *Env) WebhookMetrics(ctx context.Context) (string, error) {
 	defer resp.Body.Close()
 	b, err := io.ReadAll(resp.Body)
 	return string(b), err
+}
+
+// DeletePublicTag deletes repo:tag from the public registry, as `crane delete` would: the
+// tag no longer resolves, the manifest stays under its digest.
+func (e *Env) DeletePublicTag(ctx context.Context, repo, tag string) error {
+	ref, err := name.NewTag(e.Public+"/"+repo+":"+tag, name.Insecure)
+	if err != nil {
+		return err
+	}
+	return remote.Delete(ref, remote.WithContext(ctx))
 }
 
 // AddFakeNode creates a Ready Node of arch without a kubelet and without the harness's
