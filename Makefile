@@ -106,3 +106,7 @@ test: deps tools lint unit fuzz keyringdiff e2e ## Everything CI runs (.ci/run)
 .PHONY: bench
 bench: deps tools ## Benchmark pullgate against a do-nothing webhook (BENCHMARKS.md); BENCHFLAGS passes flags
 	$(GO) run ./test/bench -out BENCHMARKS-results.json $(BENCHFLAGS)
+
+.PHONY: kyverno
+kyverno: ## Build Kyverno's admission controller into hack/tools/bin/kyverno (only for `go run ./test/bench -kyverno`)
+	hack/tools.sh kyverno

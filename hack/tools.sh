@@ -14,6 +14,11 @@
 #                            ${CERT_MANAGER_VERSION}, for test/install, built in the
 #                            module hack/certmanager (cert-manager's go.mod has a
 #                            replace directive: no `go install ...@version`)
+#   kyverno/                 Kyverno's admission controller ${KYVERNO_VERSION}, for
+#                            `go run ./test/bench -kyverno` only: built when
+#                            PULLGATE_TOOLS_KYVERNO=1 or by `hack/tools.sh kyverno`
+#                            (`make kyverno`), in the module hack/kyverno (Kyverno's
+#                            go.mod has a replace directive)
 #   containerd2/             containerd and containerd-shim-runc-v2
 #                            ${CONTAINERD2_VERSION}, the e2e's second node (Debian
 #                            has containerd 1.6 for the first), with go install
@@ -28,6 +33,7 @@
 #   hack/tools.sh update-gomod  regenerate hack/tools/go.mod + go.sum
 #   hack/tools.sh env           print `export KUBEBUILDER_ASSETS=...` (eval it)
 #   hack/tools.sh versions      print the version of every built binary
+#   hack/tools.sh kyverno       build only Kyverno (for test/bench -kyverno)
 #
 # controller-runtime's envtest reads KUBEBUILDER_ASSETS and wants the files
 # kube-apiserver, etcd and kubectl in that directory:
@@ -46,6 +52,7 @@ K8S_VERSION="v1.37.2"
 HELM_VERSION="v3.22.0"
 CONTAINERD2_VERSION="v2.4.2"
 CERT_MANAGER_VERSION="v1.11.5"
+KYVERNO_VERSION="v1.19.1"
 TOOLS_MODULE="github.com/pullgate/pullgate/hack/tools"
 
 # Use the installed Go as is (never fetch a toolchain), ignore any go.work,
@@ -320,7 +327,36 @@ build() {
 		printf '%s\n' "${stamp}" >"$(stamp_file "cert-manager/${c}")"
 	done
 
+	if [[ -n "${PULLGATE_TOOLS_KYVERNO:-}" ]]; then
+		build_kyverno
+	fi
+
 	log "tools ready in ${BIN_DIR}; for envtest: export KUBEBUILDER_ASSETS=${BIN_DIR}"
+}
+
+# build_kyverno builds Kyverno's admission controller (cmd/kyverno) into
+# ${BIN_DIR}/kyverno/kyverno, versioned as Kyverno's Makefile does (LD_FLAGS), and
+# links its CRDs (config/crds in the module) as ${BIN_DIR}/kyverno/crds.
+build_kyverno() {
+	local ky_dir="${ROOT_DIR}/hack/kyverno" ky_have ky_ldflags ky_hash stamp
+	ky_have="$(cd "${ky_dir}" && go list -mod=readonly -m -f '{{.Version}}' github.com/kyverno/kyverno)"
+	[[ "${ky_have}" == "${KYVERNO_VERSION}" ]] ||
+		die "hack/kyverno/go.mod has kyverno ${ky_have}, want ${KYVERNO_VERSION}"
+	ky_ldflags="-s -w -X github.com/kyverno/kyverno/pkg/version.BuildVersion=${KYVERNO_VERSION}"
+	ky_hash="$(cat "${ky_dir}/go.mod" "${ky_dir}/go.sum" | sha256sum | cut -c1-16)"
+	stamp="kyverno ${KYVERNO_VERSION} $(go env GOVERSION) ${ky_hash} $(printf '%s' "${ky_ldflags}" | sha256sum | cut -c1-16)"
+	mkdir -p "${BIN_DIR}/kyverno"
+	if up_to_date kyverno/kyverno "${stamp}"; then
+		log "kyverno ${KYVERNO_VERSION}: up to date"
+	else
+		log "building kyverno ${KYVERNO_VERSION} (hack/kyverno; about 10 minutes cold) ..."
+		(cd "${ky_dir}" && go build -mod=readonly -trimpath -ldflags "${ky_ldflags}" \
+			-o "$(new_file kyverno/kyverno)" github.com/kyverno/kyverno/cmd/kyverno)
+		check_version kyverno "github.com/kyverno/kyverno	${KYVERNO_VERSION}" go version -m "$(new_file kyverno/kyverno)"
+		mv -f "$(new_file kyverno/kyverno)" "${BIN_DIR}/kyverno/kyverno"
+		printf '%s\n' "${stamp}" >"$(stamp_file kyverno/kyverno)"
+	fi
+	ln -sfn "$(cd "${ky_dir}" && go list -mod=readonly -m -f '{{.Dir}}' github.com/kyverno/kyverno)/config/crds" "${BIN_DIR}/kyverno/crds"
 }
 
 versions() {
@@ -342,5 +378,6 @@ build) build ;;
 update-gomod) update_gomod ;;
 env) printf 'export KUBEBUILDER_ASSETS=%q\n' "${BIN_DIR}" ;;
 versions) versions ;;
-*) die "unknown command '$1' (build | update-gomod | env | versions)" ;;
+kyverno) build_kyverno ;;
+*) die "unknown command '$1' (build | update-gomod | env | versions | kyverno)" ;;
 esac

@@ -17,7 +17,7 @@
 //     rests on an older one; failures not at all. Under lookup.WithFresh (the mutations)
 //     an answer older than the burst window is asked again;
 //   - few round trips for a first-seen image: a registry is pinged once, not once per
-//     repository, and its transport is shared by its repositories for one credential
+//     repository (concurrent first look-ups share that ping), and its transport is shared by its repositories for one credential
 //     identity (per repository for Bearer registries, whose tokens are scoped to one);
 //     under lookup.WithPlatformsWanted, Resolve GETs the manifest instead of a HEAD and
 //     keeps what Platforms needs, so an image costs a manifest and a config request and an

@@ -46,6 +46,9 @@ type settings struct {
 	Keep          bool          `json:"-"`
 	CPUProfile    string        `json:"-"`
 	Scale         string        `json:"-"`
+	Kyverno       bool          `json:"kyverno"`
+	KyvernoBinary string        `json:"-"`
+	KyvernoCRDs   string        `json:"-"`
 
 	// Human-readable copies of the durations for the JSON report.
 	DurationS      string `json:"durationPerRound"`
@@ -71,6 +74,9 @@ func main() {
 	flag.BoolVar(&s.Keep, "keep", false, "keep the work directory (logs of every process)")
 	flag.StringVar(&s.CPUProfile, "cpuprofile", "", "directory to write CPU profiles of the baseline and of pullgate to, taken during the first round at -concurrency, and their allocation profiles after it (go tool pprof -top DIR/pullgate-warm.pprof; -sample_index=alloc_space DIR/pullgate-allocs.pprof)")
 	flag.StringVar(&s.Scale, "scale", "", "instead of the scenarios, load envtest in steps of this many Secrets (comma-separated, e.g. 1000,10000,50000; with a fifth as many ServiceAccounts and a tenth as many Nodes and Namespaces) and measure a fresh pullgate's start-up, RSS, heap and admission latency at each (see test/bench/scale.go)")
+	flag.BoolVar(&s.Kyverno, "kyverno", false, "also run Kyverno's admission controller (make kyverno) through the same scenarios, with an imageRegistry policy (test/bench/kyverno.go)")
+	flag.StringVar(&s.KyvernoBinary, "kyverno-binary", filepath.Join(repoRoot(), "hack", "tools", "bin", "kyverno", "kyverno"), "Kyverno admission controller binary")
+	flag.StringVar(&s.KyvernoCRDs, "kyverno-crds", filepath.Join(repoRoot(), "hack", "tools", "bin", "kyverno", "crds"), "directory of Kyverno's CRDs (its module's config/crds)")
 	flag.Parse()
 	if s.Markdown == "" {
 		s.Markdown = strings.TrimSuffix(s.Out, filepath.Ext(s.Out)) + ".md"
@@ -134,6 +140,12 @@ func run(ctx context.Context, s settings) error {
 	rep, err := b.runAll(ctx)
 	if err != nil {
 		return err
+	}
+	if s.Kyverno {
+		if err := b.runKyverno(ctx, rep); err != nil {
+			return err
+		}
+		rep.compareKyverno()
 	}
 	rep.Elapsed = time.Since(start).Round(time.Second).String()
 	return rep.write(s)
