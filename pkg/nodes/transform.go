@@ -11,7 +11,8 @@ import (
 // addresses, other conditions and their messages, attached volumes. At 1,000 nodes as a
 // kubelet reports them, Node status was half of pullgate's heap (BENCHMARKS.md, scale).
 //
-// Nothing else in pullgate reads Nodes from the cache; code that needs more of a Node must
+// The background re-check's node handler (pkg/recheck NotifyNode) reads a subset of the
+// same: Ready, OS and architecture, labels, taints. Code that needs more of a Node must
 // widen this first (TestTransformKeepsWhatTheTrackerReads compares recordOf on both).
 func Transform(obj any) (any, error) {
 	n, ok := obj.(*corev1.Node)
