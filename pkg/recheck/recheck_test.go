@@ -167,10 +167,21 @@ func TestRecheckFindsAndClears(t *testing.T) {
 	if got := testutil.ToFloat64(atRisk.WithLabelValues("shop", "TagNotFound")); got != 2 {
 		t.Errorf("at-risk gauge = %v, want 2", got)
 	}
-	// Not repeated at every interval.
+	// Not repeated at every interval, and the Report is not written again.
+	rv := func() string {
+		var r reportsv1alpha1.Report
+		if err := w.client.Get(ctx, types.NamespacedName{Namespace: "shop", Name: ReportName}, &r); err != nil {
+			t.Fatal(err)
+		}
+		return r.ResourceVersion
+	}
+	before := rv()
 	w.c.runAll(ctx)
 	if ev := w.drainEvents(); len(ev) != 0 {
 		t.Fatalf("still deleted: events %q, want none", ev)
+	}
+	if after := rv(); after != before {
+		t.Errorf("the Report was written again with nothing changed (resourceVersion %s → %s)", before, after)
 	}
 
 	// Pushed again: both recover.

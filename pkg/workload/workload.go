@@ -62,17 +62,12 @@ func lowerKind(gk schema.GroupKind) string {
 	return string(b) + "." + gk.Group
 }
 
-// ObjectReference refers to the workload, for an Event or a report's subject.
+// ObjectReference refers to the workload, for a report's subject. It names no
+// resourceVersion: a workload's status changes it all the time, and a report would change
+// with it.
 func (w Workload) ObjectReference() corev1.ObjectReference {
 	apiVersion, kind := w.GVK.ToAPIVersionAndKind()
-	return corev1.ObjectReference{
-		APIVersion:      apiVersion,
-		Kind:            kind,
-		Namespace:       w.Namespace,
-		Name:            w.Name,
-		UID:             w.UID,
-		ResourceVersion: w.Object.GetResourceVersion(),
-	}
+	return corev1.ObjectReference{APIVersion: apiVersion, Kind: kind, Namespace: w.Namespace, Name: w.Name, UID: w.UID}
 }
 
 // Pod is what pkg/validate checks for the workload, as the webhook would at its admission.

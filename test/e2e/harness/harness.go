@@ -272,7 +272,7 @@ func Start(ctx context.Context, opts Options) (_ *Env, err error) {
 		}
 		e.cluster.nodes = append(e.cluster.nodes, node)
 	}
-	if err := fakeNode(ctx, e, "arm64-no-kubelet", "arm64"); err != nil {
+	if err := fakeNode(ctx, e, "arm64-no-kubelet", "arm64", true); err != nil {
 		return nil, err
 	}
 	e.FakeNodes = []string{"arm64-no-kubelet"}

@@ -2,7 +2,6 @@ package harness
 
 import (
 	"context"
-	"fmt"
 	"io"
 	"net/http"
 	"strings"
@@ -10,7 +9,6 @@ import (
 
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
-	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
@@ -51,22 +49,8 @@ func (e *Env) DeletePublicTag(ctx context.Context, repo, tag string) error {
 // taint, as a node pool of another architecture joining, and keeps its Lease renewed. Pods
 // the scheduler or a DaemonSet puts on it stay Pending: nothing runs them. remove deletes it.
 func (e *Env) AddFakeNode(ctx context.Context, nodeName, arch string) (remove func(), err error) {
-	if err := fakeNode(ctx, e, nodeName, arch); err != nil {
+	if err := fakeNode(ctx, e, nodeName, arch, false); err != nil {
 		return nil, err
-	}
-	n, err := e.Client.CoreV1().Nodes().Get(ctx, nodeName, metav1.GetOptions{})
-	if err != nil {
-		return nil, err
-	}
-	var taints []corev1.Taint
-	for _, t := range n.Spec.Taints {
-		if t.Key != NoKubeletTaint {
-			taints = append(taints, t)
-		}
-	}
-	n.Spec.Taints = taints
-	if _, err := e.Client.CoreV1().Nodes().Update(ctx, n, metav1.UpdateOptions{}); err != nil {
-		return nil, fmt.Errorf("untainting node %s: %w", nodeName, err)
 	}
 	hbCtx, stop := context.WithCancel(context.WithoutCancel(ctx))
 	go heartbeat(hbCtx, e, []string{nodeName})
