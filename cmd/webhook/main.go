@@ -17,6 +17,7 @@ import (
 	"syscall"
 	"time"
 
+	reportsv1alpha1 "github.com/openreports/reports-api/apis/openreports.io/v1alpha1"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
@@ -34,6 +35,7 @@ import (
 	"github.com/pullgate/pullgate/pkg/mutate"
 	"github.com/pullgate/pullgate/pkg/nodes"
 	"github.com/pullgate/pullgate/pkg/policy"
+	"github.com/pullgate/pullgate/pkg/recheck"
 	"github.com/pullgate/pullgate/pkg/registrycache"
 	"github.com/pullgate/pullgate/pkg/validate"
 	pgwebhook "github.com/pullgate/pullgate/pkg/webhook"
@@ -71,6 +73,17 @@ type config struct {
 	// mounted into the pod: look-ups go through the mirrors it names, as containerd's do.
 	NodeRegistryConfigDir string
 
+	// AuditInterval is the time between two background re-checks of every workload; zero
+	// turns the re-check off.
+	AuditInterval time.Duration
+	// AuditRegistryBudget bounds the registry requests of one re-check interval per
+	// registry host.
+	AuditRegistryBudget int
+	// AuditReports has the re-check write OpenReports Reports (reports.openreports.io).
+	AuditReports bool
+	// LeaderElectionNamespace holds the re-check's Lease; empty means the pod's namespace.
+	LeaderElectionNamespace string
+
 	// draining reports whether SIGTERM came: the readiness check fails from then on.
 	draining func() bool
 }
@@ -86,6 +99,12 @@ func (c *config) Validate() error {
 	}
 	if (c.CredentialProviderConfig == "") != (c.CredentialProviderBinDir == "") {
 		errs = append(errs, errors.New("--image-credential-provider-config and --image-credential-provider-bin-dir go together"))
+	}
+	if c.AuditInterval < 0 {
+		errs = append(errs, fmt.Errorf("--audit-interval %s is negative", c.AuditInterval))
+	}
+	if c.AuditInterval > 0 && c.AuditRegistryBudget < 1 {
+		errs = append(errs, fmt.Errorf("--audit-registry-budget %d: at least one request per registry", c.AuditRegistryBudget))
 	}
 	if c.PolicyConfigMap != "" && c.PolicyFile != "" {
 		errs = append(errs, errors.New("--policy-configmap and --policy-file are mutually exclusive"))
@@ -120,6 +139,10 @@ func main() {
 	flag.StringVar(&cfg.CredentialProviderBinDir, "image-credential-provider-bin-dir", "", "directory of the credential provider plugin executables the config names")
 	flag.StringVar(&cfg.NodeRegistryConfigDir, "node-registry-config-dir", "", "the nodes' containerd registry config_path (<dir>/<host>/hosts.toml, _default), read on every look-up; mirrors it names are asked first, as containerd does")
 	zapOpts := zap.Options{}
+	flag.DurationVar(&cfg.AuditInterval, "audit-interval", 0, "time between two background re-checks of every running workload (report, events, gauges); 0 turns the re-check off")
+	flag.IntVar(&cfg.AuditRegistryBudget, "audit-registry-budget", recheck.DefaultBudgetPerRegistry, "registry requests one re-check interval may make to one registry host")
+	flag.BoolVar(&cfg.AuditReports, "audit-reports", true, "have the re-check write an OpenReports Report (reports.openreports.io) per namespace; needs its CRD")
+	flag.StringVar(&cfg.LeaderElectionNamespace, "leader-election-namespace", "", "namespace of the re-check's leader election Lease; empty means the pod's own")
 	zapOpts.BindFlags(flag.CommandLine)
 	flag.Parse()
 	ctrl.SetLogger(zap.New(zap.UseFlagOptions(&zapOpts)))
@@ -152,6 +175,9 @@ func run(ctx context.Context, cfg config) error {
 	if err := clientgoscheme.AddToScheme(scheme); err != nil {
 		return fmt.Errorf("building scheme: %w", err)
 	}
+	if err := reportsv1alpha1.AddToScheme(scheme); err != nil {
+		return fmt.Errorf("building scheme: %w", err)
+	}
 	cacheOpts := cache.Options{
 		DefaultTransform: cache.TransformStripManagedFields(),
 		// Every admission reads its namespace, its ServiceAccount and its pull secrets from
@@ -182,6 +208,13 @@ func run(ctx context.Context, cfg config) error {
 		HealthProbeBindAddress: cfg.ProbeAddr,
 		PprofBindAddress:       cfg.PprofAddr,
 		WebhookServer:          webhook.NewServer(webhook.Options{Port: cfg.Port, CertDir: cfg.CertDir}),
+		// Only the background re-check needs a leader; every replica answers admissions.
+		LeaderElection:          cfg.AuditInterval > 0,
+		LeaderElectionID:        "pullgate-recheck",
+		LeaderElectionNamespace: cfg.LeaderElectionNamespace,
+		// The re-check writes nothing another leader would undo; releasing at shutdown lets
+		// the next replica take over without waiting for the lease to expire.
+		LeaderElectionReleaseOnCancel: true,
 	})
 	if err != nil {
 		return fmt.Errorf("creating manager: %w", err)
@@ -250,6 +283,12 @@ func run(ctx context.Context, cfg config) error {
 	// Served always; it changes nothing unless the policy's mutations.enabled is true.
 	mgr.GetWebhookServer().Register(pgwebhook.MutatePath, &admission.Webhook{Handler: mutator, LogConstructor: pgwebhook.RequestLogger})
 
+	if cfg.AuditInterval > 0 {
+		if err := setupRecheck(ctx, mgr, restCfg, scheme, cfg, validator.Checker, store); err != nil {
+			return err
+		}
+	}
+
 	if err := mgr.AddHealthzCheck("healthz", healthz.Ping); err != nil {
 		return fmt.Errorf("adding health check: %w", err)
 	}
@@ -288,6 +327,38 @@ func run(ctx context.Context, cfg config) error {
 		return fmt.Errorf("running manager: %w", err)
 	}
 	return nil
+}
+
+// setupRecheck adds the background re-check to mgr.
+func setupRecheck(ctx context.Context, mgr ctrl.Manager, restCfg *rest.Config, scheme *runtime.Scheme, cfg config, checker *validate.Checker, store *policy.Store) error {
+	opts := recheck.Options{
+		Interval:          cfg.AuditInterval,
+		BudgetPerRegistry: cfg.AuditRegistryBudget,
+		Checker:           checker,
+		Policy:            store,
+		Reader:            mgr.GetClient(),
+		APIReader:         mgr.GetAPIReader(),
+		Lister:            mgr.GetAPIReader(),
+		Events:            mgr.GetEventRecorder("pullgate"),
+		Log:               ctrl.Log.WithName("recheck"),
+	}
+	if cfg.AuditReports {
+		// Not through the manager's cache: the Report kind may not be installed, and the
+		// re-check reads its own Reports once per namespace and interval.
+		c, err := client.New(restCfg, client.Options{Scheme: scheme})
+		if err != nil {
+			return fmt.Errorf("creating the re-check's report client: %w", err)
+		}
+		opts.Reports = c
+	}
+	if ttl := store.Load().Cache.TagTTL.Duration; ttl > cfg.AuditInterval {
+		ctrl.Log.WithName("setup").Info("The policy's cache.tagTTL is longer than --audit-interval: a deleted tag is seen by the re-check only once its cached answer expires", "tagTTL", ttl, "auditInterval", cfg.AuditInterval)
+	}
+	c, err := recheck.New(opts)
+	if err != nil {
+		return err
+	}
+	return c.SetupWithManager(ctx, mgr)
 }
 
 // drainingSignalHandler returns a context that ends delay after the first SIGTERM or SIGINT,

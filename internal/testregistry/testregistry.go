@@ -327,6 +327,19 @@ func (r *Registry) DeleteManifest(t testing.TB, repo string, digest v1.Hash) {
 	}
 }
 
+// DeleteTag deletes repo:tag, as `crane delete` or a registry's UI does: the tag no longer
+// resolves; the manifest it named stays under its digest.
+func (r *Registry) DeleteTag(t testing.TB, repo, tag string) {
+	t.Helper()
+	ref, err := name.NewTag(strings.TrimPrefix(r.push.URL, "http://") + "/" + repo + ":" + tag)
+	if err != nil {
+		t.Fatalf("parsing tag reference: %v", err)
+	}
+	if err := remote.Delete(ref); err != nil {
+		t.Fatalf("deleting %s: %v", ref, err)
+	}
+}
+
 // PutManifest PUTs body as the manifest repo:tag with the media type as its Content-Type,
 // byte for byte (a Docker schema 1 manifest, which go-containerregistry does not write),
 // and returns the digest the registry names it by.

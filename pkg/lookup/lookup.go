@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"maps"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
@@ -184,20 +185,40 @@ func Fresh(ctx context.Context) bool {
 // manifest). Answers from the cache cost nothing. Lookups that others share cost the one
 // that started them. Safe for concurrent use.
 type Budget struct {
+	*budgetState
+	// refused counts the lookups this view of the budget refused.
+	refused atomic.Int64
+}
+
+type budgetState struct {
 	perHost int
 	mu      sync.Mutex
 	used    map[string]int
 }
 
 // NewBudget returns a Budget of perHost requests per registry host.
-func NewBudget(perHost int) *Budget { return &Budget{perHost: perHost, used: make(map[string]int)} }
-
-// Spent reports whether host's budget is used up.
-func (b *Budget) Spent(host string) bool {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.used[host] >= b.perHost
+func NewBudget(perHost int) *Budget {
+	return &Budget{budgetState: &budgetState{perHost: perHost, used: make(map[string]int)}}
 }
+
+// Share returns a view of b: the same requests counted against the same limits, with its own
+// count of refusals, so that a caller can tell which of its tasks the budget stopped.
+func (b *Budget) Share() *Budget { return &Budget{budgetState: b.budgetState} }
+
+// Take reports whether a lookup of host may start; when host's budget is spent it counts a
+// refusal and reports false.
+func (b *Budget) Take(host string) bool {
+	b.mu.Lock()
+	spent := b.used[host] >= b.perHost
+	b.mu.Unlock()
+	if spent {
+		b.refused.Add(1)
+	}
+	return !spent
+}
+
+// Refused returns how many lookups this view refused.
+func (b *Budget) Refused() int64 { return b.refused.Load() }
 
 // Add counts one request sent to host.
 func (b *Budget) Add(host string) {

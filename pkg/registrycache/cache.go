@@ -572,7 +572,7 @@ func (c *Cache) get(ctx context.Context, cache, host string, ep endpoint, key st
 		return nil, lookup.ErrNotCached
 	}
 	if b := lookup.BudgetOf(ctx); b != nil {
-		if b.Spent(host) {
+		if !b.Take(host) {
 			// Refused before it starts, so that no lookup others share fails for a budget
 			// that is not theirs.
 			return nil, &lookup.Error{Kind: lookup.KindBudgetSpent, Host: host, Err: errBudgetSpent}

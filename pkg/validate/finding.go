@@ -85,4 +85,8 @@ type Finding struct {
 	Message string
 	// Fix says what to do about it in one line.
 	Fix string
+	// OnSomeNodes says the pull fails on some of the nodes the pod may run on, not all
+	// (an image lacking one of the nodes' platforms): a warning at admission, since the
+	// pod may land on the others, but a certain failure for a DaemonSet's pod on each.
+	OnSomeNodes bool
 }

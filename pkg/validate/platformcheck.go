@@ -294,8 +294,12 @@ func childPlatforms(children []v1.Descriptor) []string {
 // candidate node denies, on some it warns, and a fit that may not run warns.
 func (r *run) platformFindings(image string, have func() []string, outcomes []outcome) []Finding {
 	var out []Finding
+	// onSome marks the findings of pulls that fail on some of the candidate nodes, not on
+	// all: those warn at admission, but a DaemonSet has a pod on every candidate node.
+	onSome := false
 	add := func(reason Reason, natural Severity, msg, fix string) {
 		if f, ok := r.finding(reason, natural, image, msg, fix); ok {
+			f.OnSomeNodes = onSome
 			out = append(out, f)
 		}
 	}
@@ -341,6 +345,7 @@ func (r *run) platformFindings(image string, have func() []string, outcomes []ou
 	if everywhere {
 		severity = Deny
 	}
+	onSome = !everywhere
 	if noMatchNodes > 0 {
 		if everywhere && len(failing) == len(noMatchOn) {
 			add(PlatformMismatch, Deny,
@@ -370,6 +375,7 @@ func (r *run) platformFindings(image string, have func() []string, outcomes []ou
 		}
 		add(UnsupportedManifest, severity, msg, schema1Fix)
 	}
+	onSome = false // a fit that may not run is no failed pull
 	for _, n := range notes {
 		reason, fix := PlatformMismatch, "build and push the image for "+joinPlatforms(fitting)
 		if strings.Contains(n, "runtime of the") {

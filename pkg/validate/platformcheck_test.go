@@ -276,6 +276,13 @@ func TestPlatformAsTheRuntimeMatches(t *testing.T) {
 		t.Run(tc.desc, func(t *testing.T) {
 			got := f.check(t, testnodes.Snapshot(tc.nodes...), pod(f.reg.Ref(strings.Split(tc.image, ":")[0], ":"+strings.Split(tc.image, ":")[1])), false)
 			checkFindings(t, got, tc.want, tc.wantText)
+			// A pull that fails on some of the nodes, and only such a pull, is marked so:
+			// the re-check holds it a certain failure for a DaemonSet.
+			for _, g := range got {
+				if partial := strings.Contains(g.Message, "the pod fails on those nodes"); g.OnSomeNodes != partial {
+					t.Errorf("%s %q: OnSomeNodes = %v, want %v", g.Reason, g.Message, g.OnSomeNodes, partial)
+				}
+			}
 		})
 	}
 }

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -119,77 +120,9 @@ func TestRBACIsWhatTheWebhookNeeds(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx := t.Context()
 	in := install{release: "pullgate", namespace: "pullgate"}
-	o := in.render(t)
-	if err := admin.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: in.namespace}}); err != nil {
-		t.Fatal(err)
-	}
-	for _, raw := range o.raw {
-		u := &unstructured.Unstructured{Object: raw}
-		switch u.GetKind() {
-		case "ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding", "ConfigMap":
-			if err := admin.Create(ctx, u.DeepCopy()); err != nil {
-				t.Fatalf("%s: %v", idOf(raw), err)
-			}
-		}
-	}
-	r := inspect(t, matrixEntry{install: in}, o)
-	sa := "system:serviceaccount:" + in.namespace + ":" + r.deploy.Spec.Template.Spec.ServiceAccountName
-
-	dir := t.TempDir()
-	kubeconfig := filepath.Join(dir, "kubeconfig")
-	writeKubeconfig(t, cfg, sa, kubeconfig)
-	certDir := filepath.Join(dir, "tls")
-	writeServingCert(t, certDir)
-
-	// The chart's arguments, with ports and files of this test.
-	args := []string{"--kubeconfig=" + kubeconfig}
-	health := freePort(t)
-	for name, value := range r.flags {
-		switch name {
-		case "cert-dir":
-			value = certDir
-		case "port":
-			value = fmt.Sprint(freePort(t))
-		case "metrics-bind-address":
-			value = "0"
-		case "health-probe-bind-address":
-			value = fmt.Sprintf("127.0.0.1:%d", health)
-		}
-		args = append(args, "--"+name+"="+value)
-	}
-	cmd := exec.Command(buildWebhook(t), args...)
-	var logs lockedBuffer
-	cmd.Stdout, cmd.Stderr = &logs, &logs
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		_ = cmd.Process.Kill()
-		_ = cmd.Wait()
-	})
-
-	readyz := fmt.Sprintf("http://127.0.0.1:%d/readyz", health)
-	// /readyz waits for the informers for as long as the request lasts: bound each one.
-	hc := &http.Client{Timeout: 2 * time.Second}
-	deadline := time.Now().Add(60 * time.Second)
-	for {
-		resp, err := hc.Get(readyz)
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				break
-			}
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the webhook did not become ready as %s with the chart's RBAC; its log:\n%s", sa, logs.String())
-		}
-		time.Sleep(500 * time.Millisecond)
-	}
-	if strings.Contains(logs.String(), "forbidden") {
-		t.Errorf("the webhook was refused something with the chart's RBAC; its log:\n%s", logs.String())
-	}
+	r, sa := installRBAC(t, admin, in)
+	startWebhookAs(t, cfg, sa, r)
 
 	// Everything else is refused.
 	asSA := rest.CopyConfig(cfg)
@@ -267,6 +200,90 @@ func TestRBACIsWhatTheWebhookNeeds(t *testing.T) {
 			}
 		})
 	}
+}
+
+// installRBAC renders in and creates, as admin, what the webhook's identity rests on: its
+// ServiceAccount, RBAC, policy ConfigMap (and the Report CRD when the chart has it). It
+// returns the render's Deployment and the ServiceAccount's user name.
+func installRBAC(t *testing.T, admin client.Client, in install) (rendered, string) {
+	t.Helper()
+	ctx := t.Context()
+	o := in.render(t)
+	if err := admin.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: in.namespace}}); err != nil {
+		t.Fatal(err)
+	}
+	for _, raw := range o.raw {
+		u := &unstructured.Unstructured{Object: raw}
+		switch u.GetKind() {
+		case "ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding", "ConfigMap", "CustomResourceDefinition":
+			if err := admin.Create(ctx, u.DeepCopy()); err != nil {
+				t.Fatalf("%s: %v", idOf(raw), err)
+			}
+		}
+	}
+	r := inspect(t, matrixEntry{install: in}, o)
+	return r, "system:serviceaccount:" + in.namespace + ":" + r.deploy.Spec.Template.Spec.ServiceAccountName
+}
+
+// startWebhookAs runs the webhook binary with the render's arguments as the ServiceAccount
+// sa until it is ready, failing the test if it was refused anything. It returns its log.
+func startWebhookAs(t *testing.T, cfg *rest.Config, sa string, r rendered) *lockedBuffer {
+	t.Helper()
+	dir := t.TempDir()
+	kubeconfig := filepath.Join(dir, "kubeconfig")
+	writeKubeconfig(t, cfg, sa, kubeconfig)
+	certDir := filepath.Join(dir, "tls")
+	writeServingCert(t, certDir)
+
+	// The chart's arguments, with ports and files of this test.
+	args := []string{"--kubeconfig=" + kubeconfig}
+	health := freePort(t)
+	for name, value := range r.flags {
+		switch name {
+		case "cert-dir":
+			value = certDir
+		case "port":
+			value = fmt.Sprint(freePort(t))
+		case "metrics-bind-address":
+			value = "0"
+		case "health-probe-bind-address":
+			value = fmt.Sprintf("127.0.0.1:%d", health)
+		}
+		args = append(args, "--"+name+"="+value)
+	}
+	cmd := exec.Command(buildWebhook(t), args...)
+	var logs lockedBuffer
+	cmd.Stdout, cmd.Stderr = &logs, &logs
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+	})
+
+	readyz := fmt.Sprintf("http://127.0.0.1:%d/readyz", health)
+	// /readyz waits for the informers for as long as the request lasts: bound each one.
+	hc := &http.Client{Timeout: 2 * time.Second}
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		resp, err := hc.Get(readyz)
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				break
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the webhook did not become ready as %s with the chart's RBAC; its log:\n%s", sa, logs.String())
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+	if strings.Contains(logs.String(), "forbidden") {
+		t.Errorf("the webhook was refused something with the chart's RBAC; its log:\n%s", logs.String())
+	}
+
+	return &logs
 }
 
 // buildDir holds the webhook binary built for the tests; TestMain removes it.
@@ -369,4 +386,73 @@ func (l *lockedBuffer) String() string {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.b.String()
+}
+
+// TestRBACIsWhatTheRecheckNeeds runs the webhook with the chart's arguments for the
+// background re-check on, as the chart's ServiceAccount with the chart's RBAC and the
+// chart's Report CRD: it must take the Lease, list the workloads, write a namespace's Report
+// and record the PullWillFail Event of a workload whose image cannot be pulled, refused
+// nothing.
+func TestRBACIsWhatTheRecheckNeeds(t *testing.T) {
+	cfg := apiServer(t)
+	admin, err := client.New(cfg, client.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := t.Context()
+	in := install{release: "pullgate", namespace: "pullgate-recheck", set: []string{
+		"recheck.interval=2s", "recheck.reports.installCRD=true",
+	}}
+	r, sa := installRBAC(t, admin, in)
+	if err := admin.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "shop"}}); err != nil {
+		t.Fatal(err)
+	}
+	// An image reference no runtime can parse: a definite finding, without any registry.
+	web := &appsv1.Deployment{
+		ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: "web"},
+		Spec: appsv1.DeploymentSpec{
+			Selector: &metav1.LabelSelector{MatchLabels: map[string]string{"app": "web"}},
+			Template: corev1.PodTemplateSpec{
+				ObjectMeta: metav1.ObjectMeta{Labels: map[string]string{"app": "web"}},
+				Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "web", Image: "Registry.Example/UPPER:v1"}}},
+			},
+		},
+	}
+	if err := admin.Create(ctx, web); err != nil {
+		t.Fatal(err)
+	}
+	logs := startWebhookAs(t, cfg, sa, r)
+
+	cs, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	report := &unstructured.Unstructured{}
+	report.SetAPIVersion("openreports.io/v1alpha1")
+	report.SetKind("Report")
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		reportErr := admin.Get(ctx, client.ObjectKey{Namespace: "shop", Name: "pullgate"}, report)
+		evs, evErr := cs.EventsV1().Events("shop").List(ctx, metav1.ListOptions{FieldSelector: "reason=PullWillFail"})
+		if reportErr == nil && evErr == nil && len(evs.Items) > 0 {
+			if evs.Items[0].Regarding.Name != "web" || evs.Items[0].Type != corev1.EventTypeWarning {
+				t.Errorf("event %+v, want a Warning on web", evs.Items[0])
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no Report (%v) and PullWillFail Event (%v) in shop after 60s; the webhook's log:\n%s", reportErr, evErr, logs.String())
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+	results, _, _ := unstructured.NestedSlice(report.Object, "results")
+	if len(results) != 1 || results[0].(map[string]any)["policy"] != "image-pull" || results[0].(map[string]any)["result"] != "fail" {
+		t.Errorf("report results = %v, want one fail of policy image-pull", results)
+	}
+	if _, err := cs.CoordinationV1().Leases(in.namespace).Get(ctx, "pullgate-recheck", metav1.GetOptions{}); err != nil {
+		t.Errorf("the re-check's Lease: %v", err)
+	}
+	if strings.Contains(logs.String(), "forbidden") {
+		t.Errorf("the webhook was refused something with the chart's RBAC; its log:\n%s", logs.String())
+	}
 }

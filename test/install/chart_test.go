@@ -4,6 +4,9 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -38,6 +41,8 @@ type matrixEntry struct {
 	name string
 	install
 	certManager, mutations, serviceMonitor bool
+	// recheck says the background re-check is on (recheck.interval), with its Report CRD.
+	recheck bool
 	// caBundle is the PEM the webhook configurations must carry without cert-manager.
 	caBundle []byte
 }
@@ -72,13 +77,21 @@ func matrix(t *testing.T) []matrixEntry {
 			serviceMonitor: true,
 		},
 		{
+			name: "re-check on, with the Report CRD",
+			install: install{release: "pullgate", namespace: "pullgate", set: []string{
+				"recheck.interval=10m", "recheck.reports.installCRD=true",
+			}},
+			certManager: true,
+			recheck:     true,
+		},
+		{
 			// Nothing may assume the release or the namespace is called pullgate.
 			name: "other release and namespace, everything on",
 			install: install{release: "gate", namespace: "security", set: []string{
 				"mutations.enabled=true", "serviceMonitor.enabled=true",
-				"webhook.excludeNamespaces={legacy}",
+				"webhook.excludeNamespaces={legacy}", "recheck.interval=5m",
 			}},
-			certManager: true, mutations: true, serviceMonitor: true,
+			certManager: true, mutations: true, serviceMonitor: true, recheck: true,
 		},
 	}
 }
@@ -183,7 +196,7 @@ func inspect(t *testing.T, m matrixEntry, o *objects) rendered {
 }
 
 // clusterScoped are the kinds the chart renders without a namespace.
-var clusterScoped = sets.New("ClusterRole", "ClusterRoleBinding", "ValidatingWebhookConfiguration", "MutatingWebhookConfiguration")
+var clusterScoped = sets.New("CustomResourceDefinition", "ClusterRole", "ClusterRoleBinding", "ValidatingWebhookConfiguration", "MutatingWebhookConfiguration")
 
 func checkNamespaces(t *testing.T, m matrixEntry, o *objects) {
 	seen := map[id]bool{}
@@ -668,7 +681,7 @@ func checkRBAC(t *testing.T, m matrixEntry, o *objects, r rendered) {
 
 	// Exactly what the webhook reads: its informers of secrets, service accounts,
 	// namespaces and nodes cluster-wide, and its one policy ConfigMap. Nothing else, and no
-	// write of any kind.
+	// write of any kind unless the background re-check is on.
 	var want []grant
 	for _, res := range []string{"secrets", "serviceaccounts", "namespaces", "nodes"} {
 		for _, v := range []string{"get", "list", "watch"} {
@@ -677,6 +690,27 @@ func checkRBAC(t *testing.T, m matrixEntry, o *objects, r rendered) {
 	}
 	for _, v := range []string{"get", "list", "watch"} {
 		want = append(want, grant{m.namespace, "", "configmaps", v, r.policyCM.Name})
+	}
+	if m.recheck {
+		// The re-check: its workloads listed page by page (no watch), its Events and
+		// Reports, and its one Lease.
+		for _, gr := range [][2]string{
+			{"apps", "deployments"}, {"apps", "statefulsets"}, {"apps", "daemonsets"}, {"apps", "replicasets"},
+			{"batch", "jobs"}, {"batch", "cronjobs"}, {"", "pods"}, {"", "replicationcontrollers"},
+		} {
+			want = append(want, grant{"", gr[0], gr[1], "list", ""})
+		}
+		for _, v := range []string{"create", "patch"} {
+			want = append(want, grant{"", "events.k8s.io", "events", v, ""},
+				grant{m.namespace, "", "events", v, ""}, grant{m.namespace, "events.k8s.io", "events", v, ""})
+		}
+		for _, v := range []string{"get", "list", "create", "update", "delete"} {
+			want = append(want, grant{"", "openreports.io", "reports", v, ""})
+		}
+		want = append(want, grant{m.namespace, "coordination.k8s.io", "leases", "create", ""})
+		for _, v := range []string{"get", "update"} {
+			want = append(want, grant{m.namespace, "coordination.k8s.io", "leases", v, "pullgate-recheck"})
+		}
 	}
 	sortGrants := func(g []grant) {
 		slices.SortFunc(g, func(a, b grant) int { return strings.Compare(fmt.Sprint(a), fmt.Sprint(b)) })
@@ -877,5 +911,25 @@ func checkMetrics(t *testing.T, m matrixEntry, o *objects, r rendered) {
 	}
 	if !found {
 		t.Errorf("ServiceMonitor: Service %s has no port named %q", selected[0].Name, ep.Port)
+	}
+}
+
+// TestReportCRDIsUpstreams: the chart's copy of the reports.openreports.io CRD is the one of
+// the module whose Go types the re-check writes (go.mod's github.com/openreports/reports-api).
+func TestReportCRDIsUpstreams(t *testing.T) {
+	out, err := exec.Command("go", "list", "-m", "-f", "{{.Dir}}", "github.com/openreports/reports-api").Output()
+	if err != nil {
+		t.Fatalf("finding the reports-api module: %v", err)
+	}
+	upstream, err := os.ReadFile(filepath.Join(strings.TrimSpace(string(out)), "config", "crd", "openreports.io_reports.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ours, err := os.ReadFile(filepath.Join(chartDir(t), "files", "openreports.io_reports.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(ours) != string(upstream) {
+		t.Error("charts/pullgate/files/openreports.io_reports.yaml differs from the reports-api module's config/crd/openreports.io_reports.yaml: copy it again")
 	}
 }

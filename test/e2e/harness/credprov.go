@@ -134,10 +134,3 @@ func (e *Env) SetNodeMirror(origin, mirror string) (string, func(), error) {
 		}
 	}, nil
 }
-
-// RestartWebhookWith restarts pullgate with extra flags (none: as Start started it).
-func (e *Env) RestartWebhookWith(ctx context.Context, flags ...string) error {
-	e.StopWebhook()
-	e.webhookFlags = flags
-	return e.StartWebhook(ctx)
-}

@@ -72,10 +72,13 @@ type Env struct {
 	port                           int
 	probeAddr                      string
 	logs                           *os.File
-	// credProv is the nodes' credential provider plugin and its registry (credprov.go);
-	// webhookFlags are extra pullgate flags (RestartWebhookWith).
-	credProv     *credProvider
-	webhookFlags []string
+	// credProv is the nodes' credential provider plugin and its registry (credprov.go).
+	credProv *credProvider
+
+	// webhookArgs are the arguments RestartWebhook adds to pullgate's; metricsAddr is
+	// where the running pullgate serves /metrics.
+	webhookArgs []string
+	metricsAddr string
 }
 
 // Options tune Start.
@@ -266,7 +269,7 @@ func Start(ctx context.Context, opts Options) (_ *Env, err error) {
 		}
 		e.cluster.nodes = append(e.cluster.nodes, node)
 	}
-	if err := fakeNode(ctx, e, "arm64-no-kubelet", "arm64"); err != nil {
+	if err := fakeNode(ctx, e, "arm64-no-kubelet", "arm64", true); err != nil {
 		return nil, err
 	}
 	e.FakeNodes = []string{"arm64-no-kubelet"}
@@ -448,7 +451,8 @@ func (e *Env) StartWebhook(ctx context.Context) error {
 		// A process beside the cluster, in no Service's endpoints: nothing to drain.
 		"--shutdown-delay=0s",
 	)
-	cmd.Args = append(cmd.Args, e.webhookFlags...)
+	cmd.Args = append(cmd.Args, e.webhookArgs...)
+	e.metricsAddr = fmt.Sprintf("127.0.0.1:%d", metricsPort)
 	cmd.Stdout, cmd.Stderr = e.logs, e.logs
 	cmd.SysProcAttr = dieWithParent()
 	if err := cmd.Start(); err != nil {

@@ -20,6 +20,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/util/retry"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 )
@@ -435,22 +436,34 @@ func (c *cluster) stop() {
 
 // fakeNode creates a Ready Node object of another platform without a kubelet, tainted so that
 // nothing is ever bound to it, and keeps it Ready by renewing its Lease as a kubelet would.
-func fakeNode(ctx context.Context, e *Env, name, arch string) error {
+func fakeNode(ctx context.Context, e *Env, name, arch string, tainted bool) error {
 	node := &corev1.Node{
 		ObjectMeta: metav1.ObjectMeta{Name: name, Labels: map[string]string{
 			corev1.LabelOSStable: "linux", corev1.LabelArchStable: arch, corev1.LabelHostname: name,
 		}},
-		Spec: corev1.NodeSpec{Taints: []corev1.Taint{{Key: NoKubeletTaint, Value: "true", Effect: corev1.TaintEffectNoSchedule}}},
+	}
+	if tainted {
+		node.Spec.Taints = []corev1.Taint{{Key: NoKubeletTaint, Value: "true", Effect: corev1.TaintEffectNoSchedule}}
 	}
 	created, err := e.Client.CoreV1().Nodes().Create(ctx, node, metav1.CreateOptions{})
 	if err != nil {
 		return fmt.Errorf("creating node %s: %w", name, err)
 	}
-	created.Status.Conditions = []corev1.NodeCondition{{Type: corev1.NodeReady, Status: corev1.ConditionTrue,
-		LastHeartbeatTime: metav1.Now(), LastTransitionTime: metav1.Now(), Reason: "KubeletReady"}}
-	created.Status.NodeInfo = corev1.NodeSystemInfo{OperatingSystem: "linux", Architecture: arch,
-		ContainerRuntimeVersion: "containerd://1.6.20", KubeletVersion: "v1.37.2"}
-	if _, err := e.Client.CoreV1().Nodes().UpdateStatus(ctx, created, metav1.UpdateOptions{}); err != nil {
+	// The node controllers write the new Node too (taints, CIDR): read it again on a
+	// conflict.
+	err = retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		n, err := e.Client.CoreV1().Nodes().Get(ctx, name, metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		n.Status.Conditions = []corev1.NodeCondition{{Type: corev1.NodeReady, Status: corev1.ConditionTrue,
+			LastHeartbeatTime: metav1.Now(), LastTransitionTime: metav1.Now(), Reason: "KubeletReady"}}
+		n.Status.NodeInfo = corev1.NodeSystemInfo{OperatingSystem: "linux", Architecture: arch,
+			ContainerRuntimeVersion: "containerd://1.6.20", KubeletVersion: "v1.37.2"}
+		_, err = e.Client.CoreV1().Nodes().UpdateStatus(ctx, n, metav1.UpdateOptions{})
+		return err
+	})
+	if err != nil {
 		return fmt.Errorf("marking node %s ready: %w", name, err)
 	}
 	return renewLease(ctx, e, created)
