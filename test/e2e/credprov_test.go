@@ -28,12 +28,12 @@ spec:
 `, app, image)
 }
 
-func applyStdin(t *testing.T, manifest string, extra ...string) harness.Result {
+func applyManifest(t *testing.T, manifest string, extra ...string) harness.Result {
 	t.Helper()
-	return applyStdinCtx(t.Context(), t, manifest, extra...)
+	return applyManifestCtx(t.Context(), t, manifest, extra...)
 }
 
-func applyStdinCtx(ctx context.Context, t *testing.T, manifest string, extra ...string) harness.Result {
+func applyManifestCtx(ctx context.Context, t *testing.T, manifest string, extra ...string) harness.Result {
 	t.Helper()
 	r := env.Kubectl(ctx, manifest, append([]string{"apply", "-f", "-"}, extra...)...)
 	t.Logf("kubectl apply %s → exit %d\n%s", strings.Join(extra, " "), r.ExitCode, r.Output())
@@ -44,7 +44,7 @@ func setPolicy(ctx context.Context, t *testing.T, policyYAML string) {
 	t.Helper()
 	cm := fmt.Sprintf("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: %s, namespace: %s}\ndata:\n  policy.yaml: |\n    %s\n",
 		harness.PolicyConfigMap, harness.Namespace, strings.ReplaceAll(strings.TrimSpace(policyYAML), "\n", "\n    "))
-	if r := applyStdinCtx(ctx, t, cm); r.ExitCode != 0 {
+	if r := applyManifestCtx(ctx, t, cm); r.ExitCode != 0 {
 		t.Fatalf("setting the policy: %s", r.Output())
 	}
 }
@@ -77,7 +77,7 @@ func TestNodeCredentials(t *testing.T) {
 			t.Fatal(err)
 		}
 		start := time.Now()
-		r := applyStdin(t, deployment("credprov-plugin", image))
+		r := applyManifest(t, deployment("credprov-plugin", image))
 		t.Logf("admission with the plugin took %s", time.Since(start).Round(time.Millisecond))
 		check(t, r, expect{0, []string{"deployment.apps/credprov-plugin created"}, []string{"Warning"}})
 		outs, err := env.WaitAllRunning(ctx, "shop", "credprov-plugin", 1, 3*time.Minute)
@@ -92,11 +92,11 @@ func TestNodeCredentials(t *testing.T) {
 			t.Fatal(err)
 		}
 		// Without nodeCredentials pullgate denies: it asks anonymously and is refused.
-		check(t, applyStdin(t, deployment("credprov-node", image), "--dry-run=server"), expect{1, []string{"[NoCredentials]"}, nil})
+		check(t, applyManifest(t, deployment("credprov-node", image), "--dry-run=server"), expect{1, []string{"[NoCredentials]"}, nil})
 		setPolicy(ctx, t, harness.DefaultPolicy+"nodeCredentials: [\""+env.CredProviderRegistry()+"\"]\n")
 		deadline := time.Now().Add(30 * time.Second)
 		for {
-			r := applyStdin(t, deployment("credprov-node", image))
+			r := applyManifest(t, deployment("credprov-node", image))
 			if r.ExitCode == 0 || time.Now().After(deadline) {
 				check(t, r, expect{0, []string{"Warning: pullgate [NodeCredentials]", "the node's own credentials will be used; pullgate cannot check them", "deployment.apps/credprov-node created"}, nil})
 				break
@@ -113,7 +113,7 @@ func TestNodeCredentials(t *testing.T) {
 			t.Fatal(err)
 		}
 		limitedImage := env.RateLimited + "/credprov/app:1.0"
-		check(t, applyStdin(t, deployment("credprov-mirror", limitedImage), "--dry-run=server"),
+		check(t, applyManifest(t, deployment("credprov-mirror", limitedImage), "--dry-run=server"),
 			expect{0, []string{"Warning: pullgate [RegistryRateLimited]"}, nil})
 		dir, cleanup, err := env.SetNodeMirror(env.RateLimited, env.Mirror)
 		if err != nil {
@@ -123,7 +123,7 @@ func TestNodeCredentials(t *testing.T) {
 		if err := env.RestartWebhook(ctx, "--node-registry-config-dir="+dir); err != nil {
 			t.Fatal(err)
 		}
-		check(t, applyStdin(t, deployment("credprov-mirror", limitedImage)),
+		check(t, applyManifest(t, deployment("credprov-mirror", limitedImage)),
 			expect{0, []string{"deployment.apps/credprov-mirror created"}, []string{"Warning"}})
 		if _, err := env.WaitAllRunning(ctx, "shop", "credprov-mirror", 1, 3*time.Minute); err != nil {
 			t.Fatal(err)

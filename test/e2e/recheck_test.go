@@ -179,7 +179,7 @@ func TestRecheck(t *testing.T) {
 // mustApplyStdin applies the manifests in yaml, or fails the test.
 func mustApplyStdin(t *testing.T, yaml string) {
 	t.Helper()
-	if r := applyStdin(t, yaml); r.ExitCode != 0 {
+	if r := applyManifest(t, yaml); r.ExitCode != 0 {
 		t.Fatalf("kubectl apply: exit %d\n%s", r.ExitCode, r.Output())
 	}
 }
