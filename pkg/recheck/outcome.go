@@ -48,8 +48,6 @@ type outcome struct {
 	gvkKind string
 	ref     corev1.ObjectReference
 	object  client.Object
-	// daemonSet says its pods run on every node they may.
-	daemonSet bool
 
 	findings []validate.Finding
 	// unreadable is why its pull secrets could not be read, if they could not.
@@ -66,19 +64,22 @@ type outcome struct {
 func newOutcome(w workload.Workload) outcome {
 	return outcome{
 		ns: w.Namespace, uid: w.UID, gvkKind: w.GVK.Kind, ref: w.ObjectReference(), object: w.Object,
-		daemonSet: w.Pod(nil, nil).DaemonSet, result: resultPass,
+		result: resultPass,
 	}
 }
 
 // resultOf is the report result of one finding of a workload. A registry that failed or
 // was not asked is "error": pullgate does not know whether the pull would succeed. A pull
-// that fails on some of the nodes is "fail" for a DaemonSet, which has a pod on each.
-func resultOf(f validate.Finding, daemonSet bool) reportsv1alpha1.Result {
+// that fails on some of the nodes (validate.Finding.OnSomeNodes) only warns at admission,
+// where the new pod may land on the others, but is "fail" here: the workload's pods are
+// running, and what the re-check predicts is a reschedule — a drain, an autoscaler, a
+// DaemonSet's pod on each node — that lands them on those nodes.
+func resultOf(f validate.Finding) reportsv1alpha1.Result {
 	switch f.Reason {
 	case validate.RegistryUnreachable, validate.RegistryRateLimited, validate.RegistryError:
 		return resultError
 	}
-	if f.Severity == validate.Deny || daemonSet && f.OnSomeNodes {
+	if f.Severity == validate.Deny || f.OnSomeNodes {
 		return resultFail
 	}
 	return resultWarn
@@ -96,7 +97,7 @@ func (o *outcome) classify() {
 		o.result = resultError
 	}
 	for _, f := range o.findings {
-		if r := resultOf(f, o.daemonSet); rank(r) > rank(o.result) {
+		if r := resultOf(f); rank(r) > rank(o.result) {
 			o.result = r
 		}
 	}
@@ -106,7 +107,7 @@ func (o *outcome) classify() {
 func (o *outcome) failing() []validate.Reason {
 	var out []validate.Reason
 	for _, f := range o.findings {
-		if resultOf(f, o.daemonSet) == resultFail && !slices.Contains(out, f.Reason) {
+		if resultOf(f) == resultFail && !slices.Contains(out, f.Reason) {
 			out = append(out, f.Reason)
 		}
 	}
@@ -163,7 +164,7 @@ func (o *outcome) reportResults(now metav1.Timestamp) []reportsv1alpha1.ReportRe
 		if f.Fix != "" {
 			props["fix"] = f.Fix
 		}
-		out = append(out, entry(string(f.Reason), resultOf(f, o.daemonSet), f.Message, props))
+		out = append(out, entry(string(f.Reason), resultOf(f), f.Message, props))
 	}
 	return out
 }
@@ -229,7 +230,7 @@ func failNote(o outcome) string {
 	var first validate.Finding
 	n := 0
 	for _, f := range o.findings {
-		if resultOf(f, o.daemonSet) == resultFail {
+		if resultOf(f) == resultFail {
 			if n == 0 {
 				first = f
 			}

@@ -1,6 +1,7 @@
 package validate_test
 
 import (
+	"strings"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -209,6 +210,13 @@ func TestCandidateNodes(t *testing.T) {
 			}
 			got := checker.Check(t.Context(), testPolicy(), validate.Pod{Namespace: ns, Spec: &spec, Keyring: kr, DaemonSet: tc.daemonSet})
 			checkFindings(t, got, tc.want, tc.wantText)
+			// A pull that fails on some candidate nodes (without the image, or of another
+			// platform), and only such a pull, is marked so (the re-check reports it failing).
+			for _, g := range got {
+				if partial := strings.Contains(g.Message, "the pod fails on the others") || strings.Contains(g.Message, "the pod fails on those nodes"); g.OnSomeNodes != partial {
+					t.Errorf("%s %q: OnSomeNodes = %v, want %v", g.Reason, g.Message, g.OnSomeNodes, partial)
+				}
+			}
 		})
 	}
 }

@@ -85,8 +85,9 @@ type Finding struct {
 	Message string
 	// Fix says what to do about it in one line.
 	Fix string
-	// OnSomeNodes says the pull fails on some of the nodes the pod may run on, not all
-	// (an image lacking one of the nodes' platforms): a warning at admission, since the
-	// pod may land on the others, but a certain failure for a DaemonSet's pod on each.
+	// OnSomeNodes says the pull fails on some of the nodes the pod may run on, not all: an
+	// image lacking one of the nodes' platforms, or an image gone from the registry that
+	// some nodes still have. A warning at admission, since the pod may land on the others;
+	// for the background re-check, a workload whose next reschedule may land on those.
 	OnSomeNodes bool
 }

@@ -90,6 +90,7 @@ func (p presence) soften(fs []Finding) []Finding {
 			f.Message += fmt.Sprintf("; %d of %d candidate nodes list the image (IfNotPresent uses it), the others may not have it", p.listed, p.total)
 		default:
 			f.Message += fmt.Sprintf("; %d of %d candidate nodes have the image (IfNotPresent uses it), the pod fails on the others", p.listed, p.total)
+			f.OnSomeNodes = true
 		}
 		out = append(out, f)
 	}
