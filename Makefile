@@ -84,6 +84,7 @@ fuzz: ## A short run of every fuzz target
 	$(GO) test -run '^$$' -fuzz '^FuzzPullSpecScan$$' -fuzztime $(FUZZTIME) ./pkg/webhook/
 	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME) ./pkg/policy/
 	$(GO) test -run '^$$' -fuzz '^FuzzImageReference$$' -fuzztime $(FUZZTIME) ./pkg/validate/
+	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME) ./pkg/registryhosts/
 
 # hack/tools/keyringdiff is its own module (it requires k8s.io/kubernetes, which pullgate
 # must not): the table against the kubelet's own keyring, then a short run of each fuzz target.

@@ -45,7 +45,10 @@ func TestHostileInput(t *testing.T) {
 			}
 			msg := resp.Result.Message
 			t.Logf("answered in %s; denial of %d bytes, %d warnings", elapsed.Round(time.Millisecond), len(msg), len(resp.Warnings))
-			if elapsed > pol.LookupTimeout.Duration+time.Second {
+			// The deadline holds, with room for the CPU of a thousand containers under -race
+			// on a loaded machine: what this catches is an answer that waits on something
+			// past the deadline, not a slow one (that is the benchmarks' business).
+			if elapsed > 2*pol.LookupTimeout.Duration {
 				t.Errorf("answered after %s; deadline %s", elapsed, pol.LookupTimeout.Duration)
 			}
 			if len(msg) > 16<<10 {
