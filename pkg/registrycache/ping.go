@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
@@ -189,7 +190,8 @@ func (c *Cache) ping(ctx context.Context, reg name.Registry) (*pingAnswer, uint6
 			pr, err := transport.Ping(pctx, pingRegistry(reg), transport.NewUserAgent(rec, c.o.userAgent))
 			if err != nil {
 				if pctx.Err() != nil {
-					return nil, &pingTimeout{err: err}
+					deadline, _ := pctx.Deadline()
+					return nil, &pingTimeout{err: err, deadline: deadline}
 				}
 				return nil, err
 			}
@@ -201,7 +203,7 @@ func (c *Cache) ping(ctx context.Context, reg name.Registry) (*pingAnswer, uint6
 				return r.Val.(*pingAnswer), gen, nil
 			}
 			var pt *pingTimeout
-			if errors.As(r.Err, &pt) && ctx.Err() == nil {
+			if errors.As(r.Err, &pt) && ctx.Err() == nil && outlives(ctx, pt.deadline) {
 				continue
 			}
 			return nil, 0, r.Err
@@ -211,8 +213,19 @@ func (c *Cache) ping(ctx context.Context, reg name.Registry) (*pingAnswer, uint6
 	}
 }
 
-// pingTimeout is a shared ping that ran out of its own time.
-type pingTimeout struct{ err error }
+// pingTimeout is a shared ping that ran out of its own time, at deadline.
+type pingTimeout struct {
+	err      error
+	deadline time.Time
+}
+
+// outlives reports whether ctx had more time than a shared ping whose time ran out at
+// deadline. Deciding by the deadlines, not by ctx.Err() alone, keeps a caller whose own
+// deadline had just passed (its timer not yet fired on a loaded machine) from pinging again.
+func outlives(ctx context.Context, deadline time.Time) bool {
+	d, ok := ctx.Deadline()
+	return !ok || d.After(deadline)
+}
 
 func (e *pingTimeout) Error() string { return e.err.Error() }
 func (e *pingTimeout) Unwrap() error { return e.err }
