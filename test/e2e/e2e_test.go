@@ -217,9 +217,14 @@ func truthTable(t *testing.T, truthNS string, cases []truthCase, beforeWith func
 	for i, tc := range cases {
 		wg.Go(func() {
 			var err error
-			if tc.perNode != nil {
+			switch {
+			case tc.perNode != nil:
 				truth[i], err = env.WaitOutcomes(ctx, truthNS, tc.app, len(tc.perNode), outcomeTimeout)
-			} else {
+			case tc.crashes:
+				var o harness.Outcome
+				o, err = env.WaitCrash(ctx, truthNS, tc.app, outcomeTimeout)
+				truth[i] = []harness.Outcome{o}
+			default:
 				var o harness.Outcome
 				o, err = env.WaitOutcome(ctx, truthNS, tc.app, outcomeTimeout)
 				truth[i] = []harness.Outcome{o}

@@ -77,6 +77,8 @@ type Env struct {
 	// where the running pullgate serves /metrics.
 	webhookArgs []string
 	metricsAddr string
+	// certManagerRunning says StartCertManager has run.
+	certManagerRunning bool
 	// clientAuth is set when Options.ClientAuth is on.
 	clientAuth *clientAuth
 	// credProv is the nodes' credential provider plugin and its registry (credprov.go).

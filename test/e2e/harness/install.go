@@ -56,8 +56,11 @@ func (e *Env) run(ctx context.Context, bin string, args ...string) Result {
 
 // StartCertManager installs cert-manager's CRDs and runs its controller and cainjector (built
 // by `make tools` from hack/certmanager) as processes against the API server, as they run in
-// a cluster but without leader election.
+// a cluster but without leader election. Once per environment: a later call does nothing.
 func (e *Env) StartCertManager(ctx context.Context) error {
+	if e.certManagerRunning {
+		return nil
+	}
 	dir, err := certManagerModuleDir(ctx, e.root)
 	if err != nil {
 		return err
@@ -96,8 +99,12 @@ func (e *Env) StartCertManager(ctx context.Context) error {
 		"--metrics-listen-address=127.0.0.1:0", "--v=1")); err != nil {
 		return err
 	}
-	return e.cluster.start("cert-manager-cainjector", exec.Command(filepath.Join(bin, "cainjector"),
-		"--kubeconfig="+e.Kubeconfig, "--leader-elect=false", "--v=1"))
+	if err := e.cluster.start("cert-manager-cainjector", exec.Command(filepath.Join(bin, "cainjector"),
+		"--kubeconfig="+e.Kubeconfig, "--leader-elect=false", "--v=1")); err != nil {
+		return err
+	}
+	e.certManagerRunning = true
+	return nil
 }
 
 // certManagerModuleDir is where the module cache holds the cert-manager version

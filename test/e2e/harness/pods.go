@@ -62,6 +62,29 @@ func (e *Env) WaitOutcome(ctx context.Context, ns, app string, timeout time.Dura
 	return last, nil
 }
 
+// WaitCrash waits until a pod labelled app=app in ns is in CrashLoopBackOff: its image was
+// pulled and its container cannot run. WaitOutcome would take the moment the container runs,
+// before it first exits, for a pod that ran.
+func (e *Env) WaitCrash(ctx context.Context, ns, app string, timeout time.Duration) (Outcome, error) {
+	var last Outcome
+	err := waitFor(ctx, timeout, func() bool {
+		pods, err := e.Client.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{LabelSelector: "app=" + app})
+		if err != nil {
+			return false
+		}
+		for i := range pods.Items {
+			if last = e.outcomeOf(ctx, &pods.Items[i]); last.Status == "CrashLoopBackOff" {
+				return true
+			}
+		}
+		return false
+	})
+	if err != nil {
+		return last, fmt.Errorf("pods of app=%s in %s: none in CrashLoopBackOff in %s (last: %+v)", app, ns, timeout, last)
+	}
+	return last, nil
+}
+
 // WaitOutcomes is WaitOutcome for every pod labelled app=app in ns, once there are n of them
 // (a DaemonSet's, one per real node): it returns when each has run or failed.
 func (e *Env) WaitOutcomes(ctx context.Context, ns, app string, n int, timeout time.Duration) ([]Outcome, error) {

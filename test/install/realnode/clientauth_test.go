@@ -32,10 +32,8 @@ func TestInstallWithClientAuth(t *testing.T) {
 	if _, err := env.BuildImage(ctx, "v0.1.0"); err != nil {
 		t.Fatal(err)
 	}
-	if env.Kubectl(ctx, "", "get", "crd", "certificates.cert-manager.io").ExitCode != 0 {
-		if err := env.StartCertManager(ctx); err != nil {
-			t.Fatal(err)
-		}
+	if err := env.StartCertManager(ctx); err != nil {
+		t.Fatal(err)
 	}
 	helm(t, append([]string{"install", "pullgate", harness.RepoRoot() + "/charts/pullgate",
 		"-n", "pullgate", "--create-namespace", "--wait", "--timeout", "5m",

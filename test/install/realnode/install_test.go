@@ -408,10 +408,8 @@ func TestApplyKustomize(t *testing.T) {
 	if _, err := env.BuildImage(ctx, "v0.1.0"); err != nil {
 		t.Fatal(err)
 	}
-	if env.Kubectl(ctx, "", "get", "crd", "certificates.cert-manager.io").ExitCode != 0 {
-		if err := env.StartCertManager(ctx); err != nil {
-			t.Fatal(err)
-		}
+	if err := env.StartCertManager(ctx); err != nil {
+		t.Fatal(err)
 	}
 	overlay := t.TempDir()
 	base, err := filepath.Rel(overlay, filepath.Join(harness.RepoRoot(), "deploy"))
