@@ -450,6 +450,22 @@ func (e *Env) seedCluster(ctx context.Context, policyYAML string) error {
 
 // StartWebhook starts the pullgate binary and waits until it is ready.
 func (e *Env) StartWebhook(ctx context.Context) error {
+	// The metrics port is picked free and closed before pullgate binds it; an outgoing
+	// connection of another process may take it meanwhile (seen once: "bind: address
+	// already in use"). A process that exits at start is started again, with a new port.
+	var err error
+	for range 3 {
+		if err = e.startWebhookOnce(ctx); !errors.Is(err, errExitedAtStart) {
+			return err
+		}
+	}
+	return err
+}
+
+// errExitedAtStart is a pullgate process that exited before it was ready.
+var errExitedAtStart = errors.New("pullgate exited at start")
+
+func (e *Env) startWebhookOnce(ctx context.Context) error {
 	metricsPort, err := freePort()
 	if err != nil {
 		return err
@@ -491,7 +507,7 @@ func (e *Env) StartWebhook(ctx context.Context) error {
 	})
 	select {
 	case <-exited:
-		return fmt.Errorf("pullgate exited at start; see %s", e.logs.Name())
+		return fmt.Errorf("%w; see %s", errExitedAtStart, e.logs.Name())
 	default:
 	}
 	if err != nil {

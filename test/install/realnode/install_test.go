@@ -115,6 +115,7 @@ spec:
 // TestInstallWithCertManager is the whole story on one install: helm install with
 // cert-manager, the checks a user makes, then an upgrade, a restart and a drain under load.
 func TestInstallWithCertManager(t *testing.T) {
+	uninstall(t) // whatever an earlier test left installed
 	ctx := t.Context()
 	v1, err := env.BuildImage(ctx, "v0.1.0")
 	if err != nil {
