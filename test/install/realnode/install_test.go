@@ -176,7 +176,9 @@ func TestInstallWithCertManager(t *testing.T) {
 			}
 		}
 	})
-	mustKubectl(t, "", "create", "namespace", "shop")
+	if env.Kubectl(ctx, "", "get", "namespace", "shop").ExitCode != 0 {
+		mustKubectl(t, "", "create", "namespace", "shop")
+	}
 	if err := env.WaitServiceAccount(ctx, "shop"); err != nil {
 		t.Fatal(err)
 	}
