@@ -73,7 +73,11 @@ func (r *run) resolveThroughMirrors(ctx context.Context, ref name.Reference,
 			if lookup.CacheOnly(ctx) && needsRegistry(err) {
 				return lookup.Descriptor{}, authn.Anonymous, ref, err
 			}
-			if lookup.KindOf(err).IsVerdict() {
+			// A mirror without the image: containerd goes on to the next host. A mirror
+			// refusing pullgate's anonymous look-up (401/403) is one it could not ask: the
+			// node may hold credentials for it in its own containerd config, so the origin's
+			// "not found" must not deny on its own.
+			if k := lookup.KindOf(err); k == lookup.KindRepositoryUnknown || k == lookup.KindManifestUnknown {
 				continue
 			}
 		}

@@ -38,6 +38,10 @@ func TestCheckThroughMirrors(t *testing.T) {
 	appDigest := mirror.PushImage(t, "team/app", "v1", "linux", "amd64")
 	dead := testregistry.New(t)
 	dead.Close()
+	// private is a mirror the nodes reach with credentials of their own containerd config;
+	// pullgate's anonymous look-ups get 401.
+	private := testregistry.New(t, testregistry.WithBasicAuth("node", "node-secret"))
+	private.PushImage(t, "team/app", "v9", "linux", "amd64")
 
 	hostsDir := func(host, toml string) string {
 		root := t.TempDir()
@@ -87,6 +91,11 @@ func TestCheckThroughMirrors(t *testing.T) {
 		desc:  "a dead mirror and a tag the origin lacks: a registry error, the node might pull from the mirror",
 		image: origin.Ref("team/app", ":v9"),
 		dir:   hostsDir(origin.Host, via(dead.Host, "")),
+		want:  []brief{{validate.RegistryError, "c0", validate.Warn}},
+	}, {
+		desc:  "a mirror refusing anonymous look-ups and a tag the origin lacks: a registry error, never a denial",
+		image: origin.Ref("team/app", ":v9"),
+		dir:   hostsDir(origin.Host, via(private.Host, "")),
 		want:  []brief{{validate.RegistryError, "c0", validate.Warn}},
 	}, {
 		desc:  "a pull-only mirror is not asked to resolve a tag: the origin's 429 stands",
