@@ -361,8 +361,8 @@ func (c *Controller) runSome(ctx context.Context, s scope) {
 	c.opts.Log.V(1).Info("Re-checked what a change touches", "namespaces", len(namespaces), "duration", time.Since(start).Round(time.Millisecond))
 }
 
-// touches reports whether w uses one of secrets (directly or through its ServiceAccount) or
-// runs as one of serviceAccounts.
+// touches reports whether w uses one of secrets (directly or through its ServiceAccount, as
+// pullsecrets.ForPod picks them) or runs as one of serviceAccounts.
 func (c *Controller) touches(ctx context.Context, w workload.Workload, secrets, serviceAccounts map[string]bool) bool {
 	sa := w.Spec.ServiceAccountName
 	if sa == "" {
@@ -374,21 +374,11 @@ func (c *Controller) touches(ctx context.Context, w workload.Workload, secrets, 
 	if len(secrets) == 0 {
 		return false
 	}
-	for _, ref := range w.Spec.ImagePullSecrets {
-		if secrets[ref.Name] {
-			return true
-		}
+	keyring, err := pullsecrets.ForPod(ctx, c.opts.Reader, w.Namespace, w.Spec)
+	if err != nil {
+		return true // re-checking it says what went wrong
 	}
-	if len(w.Spec.ImagePullSecrets) > 0 {
-		// The ServiceAccount's pull secrets are used only when the pod lists none (the
-		// ServiceAccount admission plugin adds them to such a pod).
-		return false
-	}
-	var account corev1.ServiceAccount
-	if err := c.opts.Reader.Get(ctx, types.NamespacedName{Namespace: w.Namespace, Name: sa}, &account); err != nil {
-		return false
-	}
-	return slices.ContainsFunc(account.ImagePullSecrets, func(r corev1.LocalObjectReference) bool { return secrets[r.Name] })
+	return slices.ContainsFunc(keyring.SecretNames, func(name string) bool { return secrets[name] })
 }
 
 // checkAll checks ws, at most Parallelism at once, and returns their outcomes in ws's order,
